@@ -1,0 +1,162 @@
+"""`ganzoo` command line: parse arguments, call a stage, print. No training logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ganzoo.config import ConfigError, load_config
+
+EXIT_USER_ERROR = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, repeatable: --set train.lr=1e-4 --set variant=wgan_gp")
+
+
+def _config(args):
+    params = args.params
+    if params == "params.yaml" and not Path(params).exists():
+        params = None  # built-in defaults when run outside a project folder
+    return load_config(params, args.overrides)
+
+
+def cmd_prepare(args) -> int:
+    from ganzoo import stages
+
+    prep = stages.prepare(_config(args))
+    m = prep.manifest
+    print(f"prepared {m['count']} {m['source']} images of shape {tuple(m['shape'])} "
+          f"({m['kind']}, hash {m['content_hash']})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ganzoo import stages
+
+    cfg = _config(args)
+    result = stages.train(cfg, resume=args.resume, track=False if args.no_track else None)
+    last = result.history[-1] if result.history else {}
+    losses = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "step")
+    print(f"trained {cfg.variant} to step {result.steps} -> {result.checkpoint}  {losses}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ganzoo import stages
+
+    metrics = stages.evaluate(_config(args), args.checkpoint, track=False if args.no_track else None)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_register(args) -> int:
+    from ganzoo import stages
+
+    decision = stages.register(_config(args), args.checkpoint)
+    print(decision.get("message", json.dumps(decision)))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from ganzoo import stages
+
+    variant = stages.load_generator(args.checkpoint, device=args.device)
+    labels = stages.parse_labels(args.labels, args.n, variant.data.num_classes)
+    if args.labels is not None and not variant.takes_labels:
+        raise ConfigError(f"variant {variant.name!r} is unconditional and takes no --labels; drop --labels")
+    images = stages.generate(variant, args.n, seed=args.seed, labels=labels, codes=stages.parse_codes(args.codes))
+    out = stages.write_samples(images, args.out, labels=labels)
+    print(f"wrote {args.n} samples from {variant.name} to {out}")
+    return 0
+
+
+def cmd_translate(args) -> int:
+    from ganzoo.translate import translate_path
+
+    written = translate_path(args.checkpoint, args.input, args.out, direction=args.direction, device=args.device)
+    print(f"translated {len(written)} image(s) {args.direction} into {args.out}")
+    return 0
+
+
+def cmd_variants(args) -> int:
+    from ganzoo.variants import registry
+
+    for name in registry.names():
+        cls = registry.get_variant(name)
+        print(f"{name:10s} {cls.data_kind:9s} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganzoo", description="Every classic GAN, trained, judged, versioned, served.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="prepare the dataset named by data.source")
+    _common(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train the variant named by `variant`")
+    _common(p)
+    p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto", "no"],
+                   help="continue from checkpoints/<variant>/last.pt (auto: only when compatible)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow for this run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics and sample sheets for a checkpoint")
+    _common(p)
+    p.add_argument("--checkpoint", default=None, help="default: checkpoints/<variant>/last.pt")
+    p.add_argument("--no-track", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("register", help="register the generator in MLflow; champion only if better")
+    _common(p)
+    p.add_argument("--checkpoint", default=None)
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("sample", help="generate images from a checkpoint or models:/NAME@alias")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", required=True, help="FILE.npz (uint8 images N,H,W,C [+labels]) or FILE.png (grid)")
+    p.add_argument("--labels", default=None, help="class per sample, comma-separated, repeated to fill --n (cgan)")
+    p.add_argument("--codes", default=None, help="infogan latent codes, e.g. cat=3,c1=-1.0,c2=0.5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("translate", help="translate images with a pix2pix/cyclegan/discogan checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("variants", help="list registered variants")
+    p.set_defaults(func=cmd_variants)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
+        print("ganzoo: error: --n must be >= 1", file=sys.stderr)
+        return EXIT_USER_ERROR
+    from ganzoo.data.prepared import DataError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as err:
+        print(f"ganzoo: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("ganzoo: interrupted; the last checkpoint is intact (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Typed, validated configuration: params.yaml -> Config, with dotted overrides.
+
+`params.yaml` is the single source (DVC reads it too). Every section rejects unknown keys and
+names the valid ones. Variant-specific hyper-parameters live in `model:` and are validated by
+the variant's own `HParams` model (see `ganzoo.variants.registry.resolve`), because a variant's
+defaults live beside the variant, not here.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A user error in params or overrides; the message is one line that names the culprit."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+DATA_SOURCES = (
+    "digits", "mnist", "fashion_mnist", "cifar10", "folder",
+    "paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired",
+)
+
+
+class DataConfig(_Section):
+    source: Literal[DATA_SOURCES] = "digits"  # type: ignore[valid-type]
+    root: Optional[str] = None
+    image_size: int = Field(32, ge=8, le=512)
+    channels: Optional[Literal[1, 3]] = None  # None keeps the source's channel count
+    prepared_dir: str = "data/prepared"
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    limit: Optional[int] = Field(None, ge=1)  # keep only the first N images (quick runs)
+    download: bool = True
+
+    @field_validator("image_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two (8, 16, 32, 64, 128, 256, 512), got {v}")
+        return v
+
+
+class TrainConfig(_Section):
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: Optional[float] = Field(None, gt=0)  # None: the variant's paper default
+    lr_g: Optional[float] = Field(None, gt=0)  # per-network rates override lr
+    lr_d: Optional[float] = Field(None, gt=0)
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(50, ge=1)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out_dir: str = "checkpoints"
+    metrics_dir: str = "metrics"
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    cuda_graphs: bool = False
+    sync_batchnorm: bool = False
+    progress: bool = True
+    threads: Optional[int] = Field(None, ge=1)  # CPU threads; None leaves torch's default
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+
+class EvalConfig(_Section):
+    n_samples: int = Field(2000, ge=2)
+    seed: int = 1234
+    batch_size: int = Field(500, ge=1)
+    features: Literal["classifier", "inception"] = "classifier"
+    inception_weights: Optional[str] = None
+    classifier_steps: int = Field(600, ge=1)
+    classifier_dir: str = "data/classifier"
+    out_dir: str = "eval"
+    kid_subset_size: int = Field(1000, ge=2)
+    pr_k: int = Field(3, ge=1)
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "ganzoo"
+    image_every: int = Field(500, ge=1)
+    log_every: int = Field(50, ge=1)
+    registered_name: Optional[str] = None  # None: ganzoo-<variant>-<source>
+
+
+class Config(_Section):
+    variant: str = "dcgan"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{hint}; valid keys: {', '.join(sorted(valid))}"
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = tuple(str(p) for p in e["loc"])
+    key = ".".join(loc)
+    if e["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}{_suggest(loc[-1], _fields_at(loc))}"
+    got = e.get("input")
+    return f"{source}: {key} = {got!r} is invalid: {e['msg']}"
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars: 1e-4, true, null, [0.5, 0.999], "text"."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.lr=1e-4")
+    key, _, value = assignment.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {assignment!r}: empty key segment in {key!r}")
+    node = raw
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {key}: {p!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = parse_value(value)
+
+
+def read_params(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"params file {str(p)!r} not found; pass --params PATH to an existing YAML file")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise ConfigError(f"{p}:{where} is not valid YAML; fix the syntax there") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of sections (variant, data, train, ...)")
+    return raw
+
+
+def config_from_dict(raw: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """params file (optional) + dotted overrides -> validated Config (model section unresolved)."""
+    raw = read_params(path) if path is not None else {}
+    raw = copy.deepcopy(raw)
+    for ov in overrides or []:
+        apply_override(raw, ov)
+    return config_from_dict(raw, source=str(path) if path else "config")
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1}} -> {'train.lr': 1}; used for MLflow params and DVC."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,1 @@
+"""Data layer: sources -> prepared tensors on disk -> on-device batches."""

@@ -1,0 +1,285 @@
+"""Image sources -> `RawImages` (uint8 NCHW tensors at the source's native size).
+
+Every source works offline when its files are on disk; downloads are only a fallback. Errors
+are `DataError`s whose one-line message names the culprit (key, file or folder) and the fix.
+Translation sources (paired/unpaired) are not single image sets: `ganzoo.data.prepare` builds them.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganzoo.data.prepared import DataError
+
+DEFAULT_ROOT = "data/raw"
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+TRANSLATION_SOURCES = ("paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired")
+
+# torchvision's folder names and class names, so a torchvision download root works as is.
+IDX_DATASETS = {
+    "mnist": ("MNIST", [str(i) for i in range(10)]),
+    "fashion_mnist": ("FashionMNIST", ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]),
+}
+IDX_SPLITS = ("train", "t10k")
+
+
+@dataclass
+class RawImages:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor | None = None  # int64 (N,)
+    classes: list[str] | None = None
+    origin: str = ""  # which files were read, for the manifest
+
+
+def load_images(data_cfg) -> RawImages:
+    source = data_cfg.source
+    if source in TRANSLATION_SOURCES:
+        raise DataError(f"data.source={source!r} is an image-translation source, not one image set; "
+                        "build it with ganzoo.data.prepare.prepare_data")
+    loader = LOADERS.get(source)
+    if loader is None:
+        raise DataError(f"data.source={source!r} is unknown; valid: {', '.join(sorted(LOADERS))}")
+    return loader(data_cfg)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- digits
+
+def load_digits(data_cfg) -> RawImages:
+    from sklearn.datasets import load_digits as sk_digits  # bundled with sklearn: no network
+
+    d = sk_digits()
+    x = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # 0..16 -> 0..255
+    return RawImages(images=torch.from_numpy(x).unsqueeze(1),
+                     labels=torch.from_numpy(d.target.astype(np.int64)),
+                     classes=[str(i) for i in range(10)],
+                     origin="sklearn.datasets.load_digits")
+
+
+# --------------------------------------------------------------------------- MNIST-style IDX
+
+def _raw_dirs(root: Path, folder: str) -> list[Path]:
+    """Accept the torchvision root, the <folder>/ directory or its raw/ directory itself."""
+    return [root / folder / "raw", root / "raw", root]
+
+
+def _find(d: Path, name: str) -> Path | None:
+    for p in (d / name, d / f"{name}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _find_splits(dirs: list[Path]) -> list[tuple[Path, Path]]:
+    """(images, labels) file pairs of the splits present in the first folder holding any."""
+    for d in dirs:
+        found = []
+        for split in IDX_SPLITS:
+            img, lab = _find(d, f"{split}-images-idx3-ubyte"), _find(d, f"{split}-labels-idx1-ubyte")
+            if img and not lab:
+                raise DataError(f"{img} has no labels file {split}-labels-idx1-ubyte[.gz] beside it; "
+                                "restore it or point data.root at a complete copy")
+            if lab and not img:
+                raise DataError(f"{lab} has no images file {split}-images-idx3-ubyte[.gz] beside it; "
+                                "restore it or point data.root at a complete copy")
+            if img and lab:
+                found.append((img, lab))
+        if found:
+            return found
+    return []
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (optionally gzip-compressed) of unsigned bytes."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc}; re-download it or fix data.root") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not a uint8 IDX file (bad header); re-download it")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated ({body.size} bytes for shape {shape}); re-download it")
+    return body.reshape(shape)
+
+
+def _download_idx(source: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = tvd.MNIST if source == "mnist" else tvd.FashionMNIST
+    cls(str(root), train=True, download=True)  # fetches all four files into <root>/<folder>/raw
+
+
+def load_idx(data_cfg) -> RawImages:
+    source = data_cfg.source
+    folder, classes = IDX_DATASETS[source]
+    root = Path(data_cfg.root or DEFAULT_ROOT)
+    dirs = _raw_dirs(root, folder)
+    pairs = _find_splits(dirs)
+    download_error = ""
+    if not pairs and data_cfg.download:
+        try:
+            _download_idx(source, root)
+        except Exception as exc:  # offline, proxy, disk...: any failure means "files not here"
+            download_error = f"; download failed ({_first_line(exc)})"
+        pairs = _find_splits(dirs)
+    if not pairs:
+        names = ", ".join(f"{s}-{k}-idx{n}-ubyte[.gz]" for s in IDX_SPLITS
+                          for k, n in (("images", 3), ("labels", 1)))
+        where = ", ".join(str(d) for d in dirs)
+        raise DataError(f"data.source={source}: none of {names} found in {where}{download_error}; "
+                        f"set data.root to the folder holding {folder}/raw/")
+    xs, ys = [], []
+    for img, lab in pairs:
+        x, y = read_idx(img), read_idx(lab)
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{img} ({x.shape}) and {lab} ({y.shape}) do not match; re-download them")
+        xs.append(x)
+        ys.append(y)
+    images = torch.from_numpy(np.concatenate(xs)).unsqueeze(1)
+    labels = torch.from_numpy(np.concatenate(ys).astype(np.int64))
+    return RawImages(images=images, labels=labels, classes=list(classes),
+                     origin=", ".join(str(p) for pair in pairs for p in pair))
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+def load_cifar10(data_cfg) -> RawImages:
+    import torchvision.datasets as tvd
+
+    root = Path(data_cfg.root or DEFAULT_ROOT)
+    if root.name == "cifar-10-batches-py":  # accept the extracted folder itself
+        root = root.parent
+    try:
+        ds = tvd.CIFAR10(str(root), train=True, download=data_cfg.download)
+    except Exception as exc:
+        raise DataError(f"data.source=cifar10: cannot load CIFAR-10 from {root}/ ({_first_line(exc)}); set data.root "
+                        "to the folder holding cifar-10-batches-py/, or data.download: true with internet") from None
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # NHWC -> NCHW
+    return RawImages(images=images, labels=torch.tensor(ds.targets, dtype=torch.int64),
+                     classes=list(ds.classes), origin=str(root / ds.base_folder))
+
+
+# --------------------------------------------------------------------------- image folder
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS
+
+
+def _images_in(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if _is_image(p))
+
+
+def list_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
+    """Image files and, when root holds class sub-folders, their labels and class names."""
+    if not root.is_dir():
+        raise DataError(f"data.root={str(root)!r} is not an existing folder; set data.root to a folder of images")
+    flat = _images_in(root)
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    groups = [(d.name, _images_in(d)) for d in subdirs]
+    groups = [(name, files) for name, files in groups if files]  # empty sub-folders are no class
+    if groups and flat:
+        raise DataError(f"{flat[0]} sits beside class folders in {root}; move it into a class folder "
+                        "or remove the sub-folders")
+    if groups:
+        files = [f for _, fs in groups for f in fs]
+        labels = [i for i, (_, fs) in enumerate(groups) for _ in fs]
+        return files, labels, [name for name, _ in groups]
+    if not flat:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {root} or its sub-folders; "
+                        "add images or fix data.root")
+    return flat, None, None
+
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")  # palette ("P") counts as colour
+
+
+def _open(path: Path, load: bool):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        im = Image.open(path)
+        if load:
+            im.load()  # decode now so a truncated file fails here, naming it
+        return im
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path} ({type(exc).__name__}); remove or replace the file") from None
+
+
+def _to_mode(im, channels: int):
+    from PIL import Image
+
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # 16-bit / float grayscale: PIL's convert clips at 255, so rescale to 8 bits first.
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.rint(a * (255.0 / hi)).clip(0, 255).astype(np.uint8), "L")
+    return im.convert("L" if channels == 1 else "RGB")  # alpha is dropped
+
+
+def _square_resize(im, size: int):
+    from PIL import Image
+
+    w, h = im.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    im = im.crop((left, top, left + s, top + s))  # centre crop keeps the aspect ratio
+    return im if s == size else im.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _load_one(path: Path, channels: int, size: int) -> np.ndarray:
+    with _open(path, load=True) as im:
+        a = np.asarray(_square_resize(_to_mode(im, channels), size), dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def _folder_channels(root: Path, files: list[Path]) -> int:
+    """1 if every image is grayscale, 3 if every one is colour; mixed needs data.channels."""
+    gray, colour = None, None
+    for p in files:
+        with _open(p, load=False) as im:  # the header alone tells the mode
+            if im.mode in GRAY_MODES:
+                gray = gray or p
+            else:
+                colour = colour or p
+        if gray and colour:
+            raise DataError(f"{root} mixes grayscale ({gray}) and colour ({colour}) images; "
+                            "set data.channels: 1 or 3")
+    return 1 if gray else 3
+
+
+def load_folder(data_cfg) -> RawImages:
+    if data_cfg.root is None:
+        raise DataError("data.source=folder needs data.root: set it to a folder of images")
+    root = Path(data_cfg.root)
+    files, labels, classes = list_folder(root)
+    if data_cfg.limit:  # decode only what will be kept
+        files, labels = files[:data_cfg.limit], labels[:data_cfg.limit] if labels else None
+    channels = data_cfg.channels or _folder_channels(root, files)
+    # Sizes may differ between files, so each is resized as it loads, letting them stack.
+    images = np.stack([_load_one(p, channels, data_cfg.image_size) for p in files])
+    what = f"{len(files)} files" + (f", {len(classes)} classes" if classes else "")
+    return RawImages(images=torch.from_numpy(images),
+                     labels=torch.tensor(labels, dtype=torch.int64) if labels is not None else None,
+                     classes=classes, origin=f"{root} ({what})")
+
+
+LOADERS = {
+    "digits": load_digits,
+    "mnist": load_idx,
+    "fashion_mnist": load_idx,
+    "cifar10": load_cifar10,
+    "folder": load_folder,
+}

@@ -1,0 +1,1 @@
+"""Building blocks shared by the variants: MLP, DCGAN G/D, and (translation) U-Net, ResNet G, PatchGAN."""

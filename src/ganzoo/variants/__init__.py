@@ -1,0 +1,1 @@
+"""Variants: one small class per paper, registered by name in `registry.py`."""

@@ -1,0 +1,151 @@
+"""The variant contract. A variant owns its networks and optimizers and one `train_step(batch)`
+that runs its paper's update order and returns detached loss tensors; everything else (device,
+AMP, logging, checkpoints, progress) belongs to the loop in `ganzoo.training`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, ClassVar, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+
+class HParams(BaseModel):
+    """Hyper-parameters every variant has; each variant subclasses this with its paper's
+    defaults. Unknown keys in params.yaml's `model:` section are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+class DataSpec(BaseModel):
+    """What the variant learns from, taken from the prepared dataset's manifest and stored in
+    every checkpoint so that a checkpoint loads without the data or the params file."""
+
+    kind: str = "images"
+    image_shape: tuple[int, int, int]
+    num_classes: Optional[int] = None
+    classes: Optional[list[str]] = None
+    image_shape_b: Optional[tuple[int, int, int]] = None  # translation: target domain
+    content_hash: Optional[str] = None
+    source: Optional[str] = None
+
+
+class Variant:
+    name: ClassVar[str]
+    data_kind: ClassVar[str] = "images"  # images | labelled | paired | unpaired
+    HParams: ClassVar[type[HParams]] = HParams
+    takes_labels: ClassVar[bool] = False
+    takes_codes: ClassVar[bool] = False
+    translates: ClassVar[bool] = False
+
+    def __init__(self, hp: HParams, data: DataSpec, device: torch.device, train_cfg=None):
+        self.hp = hp
+        self.data = data
+        self.device = torch.device(device)
+        self.train_cfg = train_cfg
+        self.nets: dict[str, nn.Module] = {}
+        self.optims: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        self.build()
+        for net in self.nets.values():
+            net.to(self.device)
+
+    # ------------------------------------------------------------------ to implement
+    def build(self) -> None:
+        """Create self.nets and self.optims (and self.schedulers where the paper has one)."""
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, labels=None, codes=None) -> torch.Tensor:
+        """n images in [-1, 1], NCHW, on self.device."""
+        raise NotImplementedError(f"{self.name} does not sample from noise; use `ganzoo translate`")
+
+    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} is not a translation variant")
+
+    # ------------------------------------------------------------------ shared helpers
+    def lr(self, net: str) -> float:
+        """Learning rate of one network: train.lr_g / train.lr_d, else train.lr, else the variant's."""
+        tc = self.train_cfg
+        if tc is not None:
+            specific = tc.lr_g if net == "g" else tc.lr_d
+            if specific is not None:
+                return specific
+            if tc.lr is not None:
+                return tc.lr
+        return getattr(self.hp, f"lr_{net}", None) or self.hp.lr
+
+    def adam(self, params, net: str, betas=None) -> torch.optim.Optimizer:
+        # Fused kernels on CUDA avoid one launch per parameter tensor; foreach elsewhere.
+        fused = self.device.type == "cuda"
+        return torch.optim.Adam(params, lr=self.lr(net), betas=tuple(betas or self.hp.betas),
+                                fused=fused, foreach=None if fused else True)
+
+    def noise(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, dim, device=self.device, generator=generator)
+
+    @staticmethod
+    @contextmanager
+    def frozen(*modules: nn.Module):
+        """Skip parameter gradients of `modules` (e.g. D during the G step): less work, and the
+        other network's .grad stays untouched."""
+        flags = [[p.requires_grad for p in m.parameters()] for m in modules]
+        for m in modules:
+            m.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for m, fl in zip(modules, flags):
+                for p, f in zip(m.parameters(), fl):
+                    p.requires_grad_(f)
+
+    @staticmethod
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def train(self, mode: bool = True) -> "Variant":
+        for net in self.nets.values():
+            net.train(mode)
+        return self
+
+    def eval(self) -> "Variant":
+        return self.train(False)
+
+    # ------------------------------------------------------------------ state
+    def extra_state(self) -> dict:
+        """Variant state beyond nets/optimizers (BEGAN's k_t, CycleGAN's image pools...)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "optims": {k: v.state_dict() for k, v in self.optims.items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict, with_optim: bool = True) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        if with_optim:
+            for k, opt in self.optims.items():
+                opt.load_state_dict(state["optims"][k])
+            for k, s in self.schedulers.items():
+                s.load_state_dict(state["schedulers"][k])
+        self.load_extra_state(state.get("extra", {}))
+
+    def generator_modules(self) -> dict[str, nn.Module]:
+        """Networks needed to sample/translate (what a served model carries)."""
+        return {k: v for k, v in self.nets.items() if k.startswith("g")}
