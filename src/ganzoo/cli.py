@@ -46,6 +46,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_classifier(args) -> int:
+    from ganzoo import stages
+
+    info = stages.fit_classifier(_config(args))
+    print(f"evaluation classifier {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from ganzoo import stages
 
@@ -106,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from checkpoints/<variant>/last.pt (auto: only when compatible)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow for this run")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("classifier", help="train/cache the evaluation classifier on the prepared data")
+    _common(p)
+    p.set_defaults(func=cmd_classifier)
 
     p = sub.add_parser("evaluate", help="metrics and sample sheets for a checkpoint")
     _common(p)

@@ -191,7 +191,13 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | 
     raw = copy.deepcopy(raw)
     for ov in overrides or []:
         apply_override(raw, ov)
-    return config_from_dict(raw, source=str(path) if path else "config")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        key = ".".join(str(p) for p in err.errors()[0]["loc"])
+        from_cli = any(ov.partition("=")[0].strip() == key for ov in overrides or [])
+        source = "--set" if from_cli or path is None else str(path)
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -56,3 +56,26 @@ def clip_weights(module: nn.Module, c: float) -> None:
     """WGAN (Arjovsky et al. 2017): clamp every critic parameter to [-c, c] after each critic step."""
     for p in module.parameters():
         p.clamp_(-c, c)
+
+
+def critic_batches(batch: dict[str, torch.Tensor], n_critic: int) -> list[dict[str, torch.Tensor]]:
+    """The critic-steps-per-generator-step schedule (WGAN Algorithm 1): the loop hands a variant
+    with `batches_per_step = n_critic` one batch of n_critic * B rows; this splits it into n_critic
+    batches so every critic step sees fresh real samples, never a re-used or re-indexed batch."""
+    rows = next(iter(batch.values())).shape[0]
+    if rows < n_critic:
+        raise ValueError(f"a batch of {rows} rows cannot feed {n_critic} critic steps; "
+                         f"hand train_step n_critic * batch_size rows")
+    parts = {k: v.tensor_split(n_critic) for k, v in batch.items()}
+    return [{k: parts[k][i] for k in batch} for i in range(n_critic)]
+
+
+def info_loss(cat_logits: torch.Tensor, cat: torch.Tensor, cont_mean: torch.Tensor, cont: torch.Tensor,
+              *, lambda_cat: float = 1.0, lambda_cont: float = 0.1) -> torch.Tensor:
+    """InfoGAN (Chen et al. 2016) variational bound on I(c; G(z, c)), as a loss to minimise:
+    cross-entropy of Q's categorical prediction plus the NLL of the continuous codes under a
+    unit-variance Gaussian centred on Q's prediction (0.5 * squared error, summed over codes).
+    The entropy H(c) is constant and dropped."""
+    ce = F.cross_entropy(cat_logits.float(), cat)
+    nll = 0.5 * ((cont_mean.float() - cont.float()) ** 2).sum(1).mean() if cont.shape[1] else ce.new_zeros(())
+    return lambda_cat * ce + lambda_cont * nll

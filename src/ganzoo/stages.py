@@ -53,6 +53,17 @@ def _tracker(cfg: Config, track: bool | None):
     return open_tracker(cfg)
 
 
+def fit_classifier(cfg: Config) -> dict:
+    """Train (or load from its cache) the evaluation classifier on the prepared real data."""
+    from ganzoo.evaluation.classifier import classifier_path, get_classifier, labelled_images
+    from ganzoo.training.device import resolve_device
+
+    prep = load_data(cfg)
+    _, acc = get_classifier(prep, cfg.eval, resolve_device(cfg.train.device))
+    path = classifier_path(prep, cfg.eval, labelled_images(prep)[2])
+    return {"path": str(path), "heldout_accuracy": acc}
+
+
 def checkpoint_path(cfg: Config) -> Path:
     from ganzoo.training.checkpoint import checkpoint_dir
 

@@ -252,3 +252,27 @@ def test_translation_source_via_prepare(tmp_path):
     except ModuleNotFoundError:
         with pytest.raises(DataError, match=r"digits_paired.*not available"):
             prepare_data(c)
+
+
+def test_translation_builder_dispatch(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import ganzoo.data.prepare as prepare_mod
+    from ganzoo.data.prepared import Prepared
+
+    def build(data_cfg):
+        a = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+        return Prepared(kind="paired", tensors={"a": a, "b": a + 1}, manifest={"origin": "fake"})
+    fake = types.ModuleType("ganzoo.data.translation")
+    fake.BUILDERS = {"digits_paired": build}
+    monkeypatch.setitem(sys.modules, "ganzoo.data.translation", fake)
+    monkeypatch.setattr(prepare_mod, "TRANSLATION_BUILDERS", {})
+    c = cfg(tmp_path, source="digits_paired", image_size=8)
+    prep = prepare_data(c, batch_size=4)
+    assert prep.manifest["source"] == "digits_paired" and prep.manifest["kind"] == "paired"
+    assert load_prepared(prepared_path(c)).tensors["b"].sum() == 6 * 64
+    with pytest.raises(DataError, match=r"only 6 images in digits_paired \(tensor a\)"):
+        prepare_data(c, batch_size=8)
+    with pytest.raises(DataError, match=r"unpaired_folder.*not available"):
+        prepare_data(cfg(tmp_path, source="unpaired_folder"))

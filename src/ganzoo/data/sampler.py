@@ -31,11 +31,12 @@ class DeviceBatches:
                 t = t[rank::world_size] if world_size > 1 else t
                 t = t.to(self.device)
             self.tensors[key] = t
+        self.batches_per_step = 1  # set by the loop from the variant (n_critic batches per step)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed * 1000 + rank)
 
     def _draw(self, n: int) -> torch.Tensor:
-        return torch.randint(n, (self.batch_size,), generator=self.generator, device=self.device)
+        return torch.randint(n, (self.batch_size * self.batches_per_step,), generator=self.generator, device=self.device)
 
     def next(self) -> dict[str, torch.Tensor]:
         t = self.tensors

@@ -104,7 +104,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc}; re-download it or fix data.root") from None
+        raise DataError(f"cannot read {path} ({_first_line(exc)}); re-download it or fix data.root") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not a uint8 IDX file (bad header); re-download it")
     ndim = raw[3]

@@ -160,6 +160,7 @@ def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hook
         for net in variant.nets.values():
             net.to(memory_format=torch.channels_last)
     batches = DeviceBatches(prep, cfg.train.batch_size, device, cfg.seed, rank, world, channels_last)
+    batches.batches_per_step = variant.batches_per_step
 
     start, history = 0, []
     acc: dict[str, torch.Tensor] = {}

@@ -43,6 +43,13 @@ class Variant:
     takes_codes: ClassVar[bool] = False
     translates: ClassVar[bool] = False
 
+    @property
+    def batches_per_step(self) -> int:
+        """How many batches one train_step consumes (n_critic for WGANs): the loop hands it one
+        batch with batches_per_step * train.batch_size rows, and the variant chunks it, so every
+        critic step sees fresh real data."""
+        return 1
+
     def __init__(self, hp: HParams, data: DataSpec, device: torch.device, train_cfg=None):
         self.hp = hp
         self.data = data

@@ -1,0 +1,245 @@
+"""The pipeline flow: prepare -> classifier -> train -> evaluate -> register, one task per stage.
+
+Each task calls the same `ganzoo.stages` function as `ganzoo <stage>` and the `dvc.yaml` stage, so
+the files on disk are the same whichever ran them. What the flow adds is orchestration only:
+
+- retries with exponential back-off for transient failures (I/O, network, MLflow server errors)
+  and none for user errors (ConfigError, DataError, ClassifierError): bad params fail at once, one message;
+- artifacts: the metrics, the MLflow run link and registry decision, and the sample sheets.
+
+    python -m flows.pipeline [--params P] [--set KEY=VALUE ...] [--no-register] [--resume auto|no|yes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Literal, Optional
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from ganzoo import stages
+from ganzoo.cli import EXIT_USER_ERROR, _common, _config
+from ganzoo.config import Config, ConfigError, flatten
+from ganzoo.data.prepared import DataError
+from ganzoo.evaluation.classifier import ClassifierError
+from ganzoo.variants import registry
+
+# Mistakes in params or data: one-line messages for the user, never retried.
+USER_ERRORS = (ConfigError, DataError, ClassifierError)
+
+RETRIES = 2
+RETRY_DELAY_S = 10.0  # first retry after ~10 s, the second after ~20 s (jittered)
+# OSErrors that name a user's mistake rather than a hiccup: retrying cannot fix them.
+PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+# MlflowException.error_code values of a struggling server; MLflow raises INTERNAL_ERROR when
+# the request itself failed (connection refused, reset, HTTP 5xx after its own retries).
+TRANSIENT_MLFLOW_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+INLINE_IMAGE_MAX_BYTES = 256 * 1024  # larger sheets are linked by path, not embedded
+INLINE_IMAGES_MAX = 4
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry can fix; user errors and bugs fail at once."""
+    if isinstance(exc, USER_ERRORS):
+        return False
+    if isinstance(exc, OSError):  # includes ConnectionError, TimeoutError, requests' errors
+        return not isinstance(exc, PERMANENT_OS_ERRORS)
+    if type(exc).__module__.startswith("mlflow"):  # MlflowException / RestException, no mlflow import here
+        return getattr(exc, "error_code", None) in TRANSIENT_MLFLOW_CODES
+    return False
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect's retry_condition_fn: the failed state holds the exception the task raised."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+def stage_task(name: str):
+    # NO_CACHE / no persisted results: stages write their own outputs (DVC's to track), and a
+    # cached result would skip a stage whose files changed underneath it.
+    return task(name=name, retries=RETRIES, retry_delay_seconds=exponential_backoff(RETRY_DELAY_S),
+                retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient,
+                cache_policy=NO_CACHE, persist_result=False)
+
+
+def with_retry_delay(t, delay_s: float):
+    """The task with another back-off base (tests use 0); the retry policy stays the same."""
+    if delay_s == RETRY_DELAY_S:
+        return t
+    return t.with_options(retry_delay_seconds=exponential_backoff(delay_s))
+
+
+# --------------------------------------------------------------------------- tasks
+
+@task(name="config", cache_policy=NO_CACHE, persist_result=False)
+def config_task(params: Optional[str], overrides: list[str]) -> Config:
+    """params + overrides -> Config with the CLI's semantics; a user error fails here, before any work."""
+    cfg = _config(argparse.Namespace(params=params, overrides=list(overrides)))
+    registry.resolve(cfg)  # validate every model.<variant> section now, not after preparing data
+    return cfg
+
+
+@stage_task("prepare")
+def prepare_task(cfg: Config) -> dict:
+    return stages.prepare(cfg).manifest
+
+
+@stage_task("classifier")
+def classifier_task(cfg: Config) -> dict:
+    """The evaluation feature space, trained once per dataset and cached (dvc.yaml's `classifier`)."""
+    return stages.fit_classifier(cfg)
+
+
+@stage_task("train")
+def train_task(cfg: Config, resume: str = "auto") -> dict:
+    from prefect.runtime import task_run
+
+    if task_run.run_count > 1 and resume == "no":
+        resume = "auto"  # a retry continues the checkpoint the failed attempt wrote
+    result = stages.train(cfg, resume=resume)
+    return {"checkpoint": str(result.checkpoint), "steps": result.steps, "resumed_from": result.resumed_from}
+
+
+@stage_task("evaluate")
+def evaluate_task(cfg: Config, checkpoint: str) -> dict:
+    return stages.evaluate(cfg, checkpoint)
+
+
+@stage_task("register")
+def register_task(cfg: Config, checkpoint: str) -> dict:
+    return stages.register(cfg, checkpoint)
+
+
+@stage_task("report")
+def report_task(cfg: Config, metrics: dict, decision: Optional[dict]) -> None:
+    create_markdown_artifact(report_markdown(cfg, metrics, decision), key=artifact_key(cfg.variant, "report"),
+                             description=f"ganzoo {cfg.variant}: metrics, MLflow run, registry decision")
+    sheets = sheets_markdown(cfg)
+    if sheets:
+        create_markdown_artifact(sheets, key=artifact_key(cfg.variant, "samples"),
+                                 description=f"ganzoo {cfg.variant}: sample sheets")
+
+
+# --------------------------------------------------------------------------- artifacts
+
+def artifact_key(*parts: str) -> str:
+    """Prefect keys allow lowercase letters, digits and dashes only (wgan_gp -> ganzoo-wgan-gp-...)."""
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(("ganzoo", *parts)).lower()).strip("-")
+
+
+def fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def mlflow_run_link(cfg: Config) -> Optional[str]:
+    """Markdown for the MLflow run that trained this checkpoint, from the file the tracker writes
+    beside it (`checkpoints/<variant>/mlflow_run.json`); None without tracking."""
+    path = Path(cfg.train.out_dir) / cfg.variant / "mlflow_run.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    run_id = info.get("run_id")
+    if not run_id:
+        return None
+    uri = info.get("tracking_uri") or cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    url = info.get("run_url")
+    if not url and info.get("experiment_id") is not None:
+        # A file store or sqlite has no web address: link the UI that `mlflow ui` serves on it.
+        base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+        url = f"{base}/#/experiments/{info['experiment_id']}/runs/{run_id}"
+    text = f"[{run_id}]({url})" if url else f"`runs:/{run_id}`"
+    if not uri.startswith(("http://", "https://")):
+        text += f" (open with `mlflow ui --backend-store-uri {uri}`)"
+    return text
+
+
+def report_markdown(cfg: Config, metrics: dict, decision: Optional[dict]) -> str:
+    rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in flatten(metrics).items())
+    lines = [f"# ganzoo {cfg.variant} on {cfg.data.source} ({cfg.data.image_size}px)", "",
+             "| metric | value |", "|---|---|", rows, ""]
+    link = mlflow_run_link(cfg)
+    lines.append(f"MLflow run: {link}" if link else "MLflow run: none (tracking disabled)")
+    if decision is not None:
+        lines += ["", f"Registry: {decision.get('message', json.dumps(decision))}"]
+    return "\n".join(lines) + "\n"
+
+
+def sheets_markdown(cfg: Config) -> Optional[str]:
+    """The evaluation's sample sheets as markdown images. Small sheets are embedded as data URIs
+    (the artifact then shows them wherever the Prefect UI runs); large ones are linked by path,
+    which only opens on the machine that ran the flow."""
+    sheets = sorted((Path(cfg.eval.out_dir) / cfg.variant).rglob("*.png"))
+    if not sheets:
+        return None
+    parts, inlined = [f"# ganzoo {cfg.variant}: sample sheets", ""], 0
+    for sheet in sheets:
+        data = sheet.read_bytes()
+        if len(data) <= INLINE_IMAGE_MAX_BYTES and inlined < INLINE_IMAGES_MAX:
+            uri = f"data:image/png;base64,{base64.b64encode(data).decode()}"
+            parts.append(f"**{sheet.name}**\n\n![{sheet.stem}]({uri})\n")
+            inlined += 1
+        else:
+            parts.append(f"**{sheet.name}**: [{sheet.resolve()}]({sheet.resolve().as_uri()})\n")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- flow
+
+@flow(name="ganzoo-pipeline", log_prints=True)
+def pipeline(params: Optional[str] = "params.yaml", overrides: Optional[list[str]] = None,
+             variant: Optional[str] = None, register_model: bool = True,
+             resume: Literal["auto", "no", "yes"] = "auto", retry_delay_s: float = RETRY_DELAY_S) -> dict:
+    """prepare -> classifier -> train -> evaluate -> register for one variant.
+
+    params/overrides: as `ganzoo --params P --set K=V`; variant: shorthand for --set variant=V.
+    resume: as `ganzoo train --resume` (auto, what `dvc repro` runs, continues a compatible
+    checkpoint). retry_delay_s: base of the exponential back-off between retries.
+    """
+    overrides = [*(overrides or []), *([f"variant={variant}"] if variant else [])]
+    cfg = config_task(params, overrides)
+    with_retry_delay(prepare_task, retry_delay_s)(cfg)
+    with_retry_delay(classifier_task, retry_delay_s)(cfg)
+    trained = with_retry_delay(train_task, retry_delay_s)(cfg, resume)
+    metrics = with_retry_delay(evaluate_task, retry_delay_s)(cfg, trained["checkpoint"])
+    decision = with_retry_delay(register_task, retry_delay_s)(cfg, trained["checkpoint"]) if register_model else None
+    with_retry_delay(report_task, retry_delay_s)(cfg, metrics, decision)
+    return {"variant": cfg.variant, "checkpoint": trained["checkpoint"], "metrics": metrics, "registry": decision}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline",
+                                     description="Run prepare -> train -> evaluate -> register as a Prefect flow.")
+    _common(parser)  # --params / --set exactly as the `ganzoo` CLI takes them
+    parser.add_argument("--no-register", action="store_true", help="stop after evaluate")
+    parser.add_argument("--resume", default="auto", choices=["auto", "no", "yes"],
+                        help="as `ganzoo train --resume` (default auto, as `dvc repro`)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = pipeline(params=args.params, overrides=args.overrides, register_model=not args.no_register,
+                          resume=args.resume)
+    except USER_ERRORS as err:
+        print(f"ganzoo: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(json.dumps(result["metrics"], indent=2))
+    if result["registry"] is not None:
+        print(result["registry"].get("message", json.dumps(result["registry"])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

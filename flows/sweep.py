@@ -1,0 +1,134 @@
+"""The sweep flow: train, evaluate and register several variants, then compare them.
+
+Each variant runs the pipeline's own tasks (same stages, same retry policy). Variants run
+`max_parallel` at a time through Prefect futures: 1 (the default) runs them one after another,
+which is right on a CPU, where one training already uses every core; on a GPU with memory to
+spare, 2-4 overlap data loading, evaluation and the small networks' idle kernels.
+
+    python -m flows.sweep [--variants dcgan,lsgan,wgan_gp] [--max-parallel N] [--params P] [--set K=V ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from flows.pipeline import (RETRY_DELAY_S, USER_ERRORS, artifact_key, classifier_task, config_task,
+                            evaluate_task, fmt, prepare_task, register_task, report_task, train_task,
+                            with_retry_delay)
+from ganzoo.cli import EXIT_USER_ERROR, _common
+from ganzoo.config import ConfigError, flatten
+from ganzoo.data.prepared import prepared_path
+
+DEFAULT_VARIANTS = ["dcgan", "lsgan", "wgan_gp"]
+
+
+class SweepError(RuntimeError):
+    """Some variants failed; the others finished and are in the comparison table."""
+
+
+def comparison_rows(results: dict[str, dict]) -> list[dict]:
+    """One row per variant: its metrics (same columns for all) and its registry decision."""
+    metric_keys: list[str] = []
+    for r in results.values():
+        for k in flatten(r.get("metrics") or {}):
+            if k not in metric_keys:
+                metric_keys.append(k)
+    rows = []
+    for name, r in results.items():
+        metrics = flatten(r.get("metrics") or {})
+        row = {"variant": name, "status": "failed" if r.get("error") else "ok"}
+        row.update({k: fmt(metrics[k]) if k in metrics else "" for k in metric_keys})
+        decision = r.get("registry")
+        row["registry"] = r.get("error") or (decision.get("message", "") if decision else "not registered")
+        rows.append(row)
+    return rows
+
+
+@flow(name="ganzoo-sweep", log_prints=True)
+def sweep(variants: Optional[list[str]] = None, params: Optional[str] = "params.yaml",
+          overrides: Optional[list[str]] = None, register_model: bool = True, max_parallel: int = 1,
+          resume: str = "auto", retry_delay_s: float = RETRY_DELAY_S) -> list[dict]:
+    """Train/evaluate/register each variant with the same params and overrides; end with a
+    comparison table artifact. A failing variant does not stop the others; the flow fails at the
+    end, naming it."""
+    variants = list(variants or DEFAULT_VARIANTS)
+    if max_parallel < 1:
+        raise ConfigError(f"max_parallel={max_parallel}: must be >= 1 (1 runs variants one after another)")
+    # Every config is validated before any work: a typo in one variant's section fails the sweep now.
+    configs = {v: config_task(params, [*(overrides or []), f"variant={v}"]) for v in variants}
+    prepare, classifier, train, evaluate, registering, report = (
+        with_retry_delay(t, retry_delay_s)
+        for t in (prepare_task, classifier_task, train_task, evaluate_task, register_task, report_task))
+
+    # Variants that share a dataset prepare it (and fit its evaluation classifier) once, before
+    # any training reads it.
+    results: dict[str, dict] = {}
+    prepare_errors: dict = {}
+    for v, cfg in configs.items():
+        key = prepared_path(cfg.data)
+        if key not in prepare_errors:
+            prepare_errors[key] = _error_of(prepare, cfg) or _error_of(classifier, cfg)
+        if prepare_errors[key]:
+            results[v] = {"error": prepare_errors[key]}
+
+    todo = [v for v in variants if v not in results]
+    for start in range(0, len(todo), max_parallel):
+        batch = todo[start:start + max_parallel]
+        trainings = {v: train.submit(configs[v], resume) for v in batch}  # run concurrently
+        for v, trained in trainings.items():  # evaluate each as soon as it is trained
+            results[v] = _finish(configs[v], trained, evaluate, registering, report, register_model)
+
+    rows = comparison_rows({v: results[v] for v in variants})
+    create_table_artifact(rows, key=artifact_key("sweep", "comparison"),
+                          description=f"ganzoo sweep over {', '.join(variants)}: metrics and registry decisions")
+    failed = {v: r["error"] for v, r in results.items() if r.get("error")}
+    if failed:
+        raise SweepError("; ".join(f"{v}: {e}" for v, e in failed.items()))
+    return rows
+
+
+def _error_of(task_fn, *args) -> Optional[str]:
+    try:
+        task_fn(*args)
+    except Exception as err:  # the task's own exception, after its retries
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _finish(cfg, trained, evaluate, registering, report, register_model: bool) -> dict:
+    """Wait for one variant's training, then evaluate/register/report it; errors become its row."""
+    try:
+        result = trained.result()
+        metrics = evaluate(cfg, result["checkpoint"])
+        decision = registering(cfg, result["checkpoint"]) if register_model else None
+        report(cfg, metrics, decision)
+        return {"metrics": metrics, "registry": decision}
+    except Exception as err:  # a user error, or a transient one that outlived its retries
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.sweep", description="Train and compare several variants.")
+    _common(parser)
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated variant names")
+    parser.add_argument("--max-parallel", type=int, default=1, help="variants trained at once (default 1)")
+    parser.add_argument("--no-register", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        rows = sweep(variants=[v.strip() for v in args.variants.split(",") if v.strip()], params=args.params,
+                     overrides=args.overrides, register_model=not args.no_register, max_parallel=args.max_parallel)
+    except (*USER_ERRORS, SweepError) as err:
+        print(f"ganzoo: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""Image-translation sources -> `Prepared` (kind paired or unpaired), keyed by `data.source`.
+
+`ganzoo.data.prepare` looks the builder up in `TRANSLATION_BUILDERS` (also exported as `BUILDERS`);
+each takes the `DataConfig` and returns uint8 NCHW tensors at `data.image_size`.
+
+Folder layouts (`data.root`):
+
+- `paired_folder`, pix2pix layout: `train/`, `val/`, `test/` of images holding A (left half) and
+  B (right half) side by side. `train/` is required; `test/` is the test split, `val/` stands in
+  when there is no `test/`.
+- `paired_folder`, A/B layout: `A/` and `B/` holding images matched by file stem (`A/x.jpg` pairs
+  with `B/x.png`). Either both have `train/` and `test/` (or `val/`) sub-folders, like the folders
+  pix2pix's `combine_A_and_B.py` reads, or both are flat, in which case every fifth pair by sorted
+  name (20%) is held out as the test split.
+- `unpaired_folder`, CycleGAN layout: `trainA/`, `trainB/`, `testA/`, `testB/`, all required.
+
+Both domains get one channel count: `data.channels`, else 3 when any image is colour, else 1.
+`data.direction=BtoA` swaps A and B of paired data (the input becomes B). `data.limit` keeps the
+first N training images (pairs / images of each domain).
+
+Embedded defaults, built from scikit-learn's bundled digits (no network), 20% held out for test:
+
+- `digits_paired`: A = the digit's outline (thresholded morphological gradient), B = the digit.
+- `digits_unpaired`: A = the digit, B = the digit thickened (dilated) and inverted, dark on white.
+  A and B come from disjoint halves of the images, so no digit appears in both domains: there
+  are no pairs to learn from, yet the true mapping (dilate + invert) is known and the class
+  labels (`y_a`, `y_b`, ...) let evaluation check that translation keeps the digit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganzoo.data.prepared import DataError, Prepared
+from ganzoo.data.sources import GRAY_MODES, IMAGE_EXTS, _open, _square_resize, _to_mode, load_digits
+
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0  # fixed: the split depends on the data alone, so prepared hashes are stable
+
+
+# --------------------------------------------------------------------------- file helpers
+
+def _images(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS)
+
+
+def _require_dir(d: Path, what: str) -> Path:
+    if not d.is_dir():
+        raise DataError(f"missing split folder {d}/ ({what}); create it or fix data.root")
+    files = _images(d)
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {d}/; add images or fix data.root")
+    return d
+
+
+def _channels(data_cfg, files: list[Path]) -> int:
+    """data.channels, else 3 if any image is colour (grey -> RGB loses nothing), else 1."""
+    if data_cfg.channels:
+        return data_cfg.channels
+    for p in files:
+        with _open(p, load=False) as im:  # the header alone tells the mode
+            if im.mode not in GRAY_MODES:
+                return 3
+    return 1
+
+
+def _to_array(im, size: int) -> np.ndarray:
+    a = np.asarray(_square_resize(im, size), dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def _load(path: Path, channels: int):
+    with _open(path, load=True) as im:  # names the file when it cannot be decoded
+        return _to_mode(im, channels)
+
+
+def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays)).contiguous()
+
+
+def _limit(files: list, data_cfg) -> list:
+    return files[:data_cfg.limit] if data_cfg.limit else files
+
+
+# --------------------------------------------------------------------------- paired folders
+
+def _side_by_side(files: list[Path], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = [], []
+    for p in files:
+        im = _load(p, channels)
+        w, h = im.size
+        if w % 2:
+            raise DataError(f"{p} is {w} pixels wide, odd, so it cannot hold A and B side by side; "
+                            "crop it to an even width or use the A/ B/ layout")
+        a.append(_to_array(im.crop((0, 0, w // 2, h)), size))
+        b.append(_to_array(im.crop((w // 2, 0, w, h)), size))
+    return _stack(a), _stack(b)
+
+
+def _match(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
+    fa, fb = {p.stem: p for p in _images(dir_a)}, {p.stem: p for p in _images(dir_b)}
+    only_a, only_b = sorted(fa.keys() - fb.keys()), sorted(fb.keys() - fa.keys())
+    if only_a or only_b:
+        lone = fa[only_a[0]] if only_a else fb[only_b[0]]
+        other = dir_b if only_a else dir_a
+        raise DataError(f"{lone} has no partner of the same name in {other}/ ({len(fa)} images in A, "
+                        f"{len(fb)} in B); paired data needs one B per A, matched by file name")
+    if not fa:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {dir_a}/ or {dir_b}/; add images or fix data.root")
+    return [(fa[k], fb[k]) for k in sorted(fa)]
+
+
+def _pairs(pairs: list[tuple[Path, Path]], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = [], []
+    for pa, pb in pairs:
+        ia, ib = _load(pa, channels), _load(pb, channels)
+        if ia.size != ib.size:
+            raise DataError(f"{pa} is {ia.size[0]}x{ia.size[1]} but its pair {pb} is {ib.size[0]}x{ib.size[1]}; "
+                            "paired images must have the same size")
+        a.append(_to_array(ia, size))
+        b.append(_to_array(ib, size))
+    return _stack(a), _stack(b)
+
+
+def _test_dir(parent: Path, what: str) -> Path:
+    for name in ("test", "val"):
+        if (parent / name).is_dir():
+            return _require_dir(parent / name, what)
+    raise DataError(f"missing split folder {parent}/test/ (or val/) ({what}); create it or fix data.root")
+
+
+def _paired_pix2pix(root: Path, data_cfg) -> tuple[dict, str]:
+    train = _images(_require_dir(root / "train", "pix2pix layout: A|B side-by-side training images"))
+    test = _images(_test_dir(root, "pix2pix layout: A|B side-by-side test images"))
+    train = _limit(train, data_cfg)
+    ch = _channels(data_cfg, train + test)
+    a, b = _side_by_side(train, ch, data_cfg.image_size)
+    a_t, b_t = _side_by_side(test, ch, data_cfg.image_size)
+    return {"a": a, "b": b, "a_test": a_t, "b_test": b_t}, f"{root} (pix2pix layout, {len(train)}+{len(test)} pairs)"
+
+
+def _paired_ab(root: Path, data_cfg) -> tuple[dict, str]:
+    da, db = root / "A", root / "B"
+    if (da / "train").is_dir() or (db / "train").is_dir():
+        train = _match(_require_dir(da / "train", "A training images"), _require_dir(db / "train", "B training images"))
+        test = _match(_test_dir(da, "A test images"), _test_dir(db, "B test images"))
+        layout = "A/ B/ with train/ test/"
+    else:
+        pairs = _match(da, db)
+        if len(pairs) < 2:
+            raise DataError(f"only {len(pairs)} pair in {da}/ and {db}/; a flat A/ B/ layout needs at least 2 "
+                            "(every fifth is held out for test)")
+        test = pairs[::5]
+        train = [p for i, p in enumerate(pairs) if i % 5]
+        layout = "flat A/ B/, every fifth pair held out"
+    train = _limit(train, data_cfg)
+    ch = _channels(data_cfg, [p for pair in train + test for p in pair])
+    a, b = _pairs(train, ch, data_cfg.image_size)
+    a_t, b_t = _pairs(test, ch, data_cfg.image_size)
+    return {"a": a, "b": b, "a_test": a_t, "b_test": b_t}, f"{root} ({layout}, {len(train)}+{len(test)} pairs)"
+
+
+def _root(data_cfg) -> Path:
+    if data_cfg.root is None:
+        raise DataError(f"data.source={data_cfg.source} needs data.root: set it to your dataset folder")
+    root = Path(data_cfg.root)
+    if not root.is_dir():
+        raise DataError(f"data.root={str(root)!r} is not an existing folder; set data.root to your dataset folder")
+    return root
+
+
+def _swap(tensors: dict, direction: str) -> dict:
+    """BtoA: the model's input (a) is the right/B half."""
+    if direction == "AtoB":
+        return tensors
+    swap = {"a": "b", "b": "a", "a_test": "b_test", "b_test": "a_test"}
+    return {swap.get(k, k): v for k, v in tensors.items()}
+
+
+def _manifest(data_cfg, tensors: dict, origin: str, classes=None) -> dict:
+    return {"source": data_cfg.source, "root": data_cfg.root, "image_size": data_cfg.image_size,
+            "channels": int(tensors["a"].shape[1]), "classes": classes, "origin": origin,
+            "direction": data_cfg.direction, "limit": data_cfg.limit}
+
+
+def build_paired_folder(data_cfg) -> Prepared:
+    root = _root(data_cfg)
+    if (root / "A").is_dir() or (root / "B").is_dir():
+        if not ((root / "A").is_dir() and (root / "B").is_dir()):
+            missing = root / ("B" if (root / "A").is_dir() else "A")
+            raise DataError(f"missing split folder {missing}/: the A/ B/ layout needs both; create it or fix data.root")
+        tensors, origin = _paired_ab(root, data_cfg)
+    elif (root / "train").is_dir():
+        tensors, origin = _paired_pix2pix(root, data_cfg)
+    else:
+        raise DataError(f"missing split folder {root}/train/ (pix2pix layout) or {root}/A/ and {root}/B/ "
+                        "(matched by file name); arrange the data in one of these layouts")
+    tensors = _swap(tensors, data_cfg.direction)
+    return Prepared("paired", tensors, _manifest(data_cfg, tensors, origin))
+
+
+def build_unpaired_folder(data_cfg) -> Prepared:
+    root = _root(data_cfg)
+    dirs = {k: _require_dir(root / name, f"CycleGAN layout: {what}") for k, name, what in (
+        ("a", "trainA", "domain A training images"), ("b", "trainB", "domain B training images"),
+        ("a_test", "testA", "domain A test images"), ("b_test", "testB", "domain B test images"))}
+    files = {k: _images(d) for k, d in dirs.items()}
+    files["a"], files["b"] = _limit(files["a"], data_cfg), _limit(files["b"], data_cfg)
+    ch = _channels(data_cfg, [p for fs in files.values() for p in fs])
+    tensors = {k: _stack([_to_array(_load(p, ch), data_cfg.image_size) for p in fs]) for k, fs in files.items()}
+    counts = ", ".join(f"{dirs[k].name} {len(fs)}" for k, fs in files.items())
+    return Prepared("unpaired", tensors, _manifest(data_cfg, tensors, f"{root} (CycleGAN layout: {counts})"))
+
+
+# --------------------------------------------------------------------------- embedded digits
+
+def _digits(data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    from ganzoo.data.prepare import convert  # lazy: prepare imports this module lazily too
+
+    raw = load_digits(data_cfg)
+    x, y = raw.images, raw.labels
+    if data_cfg.limit:
+        x, y = x[:data_cfg.limit], y[:data_cfg.limit]
+    return convert(x, data_cfg.image_size, 1), y
+
+
+def _kernel(size: int) -> int:
+    """Odd structuring element growing with the image (3 at 32 px) so strokes scale alike."""
+    return max(3, (size // 16) | 1)
+
+
+def _dilate(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.max_pool2d(x, k, stride=1, padding=k // 2)
+
+
+def outline(x: torch.Tensor) -> torch.Tensor:
+    """uint8 digits -> uint8 outlines: morphological gradient (dilate - erode), thresholded."""
+    f, k = x.float(), _kernel(x.shape[-1])
+    grad = _dilate(f, k) + _dilate(-f, k)  # max - min over the window
+    return ((grad > 64) * 255).to(torch.uint8)
+
+
+def thick_inverted(x: torch.Tensor) -> torch.Tensor:
+    """uint8 digits -> thicker strokes, dark on white."""
+    return (255 - _dilate(x.float(), _kernel(x.shape[-1]))).to(torch.uint8)
+
+
+def _split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = max(1, int(round(n * TEST_FRACTION)))
+    return perm[n_test:], perm[:n_test]
+
+
+def _channels_out(x: torch.Tensor, data_cfg) -> torch.Tensor:
+    return x.repeat(1, 3, 1, 1) if data_cfg.channels == 3 else x
+
+
+def build_digits_paired(data_cfg) -> Prepared:
+    x, y = _digits(data_cfg)
+    a, b = _channels_out(outline(x), data_cfg), _channels_out(x, data_cfg)
+    train, test = _split(len(x))
+    tensors = {"a": a[train], "b": b[train], "a_test": a[test], "b_test": b[test],
+               "y": y[train], "y_test": y[test]}
+    tensors = {k: v.contiguous() for k, v in _swap(tensors, data_cfg.direction).items()}
+    origin = "sklearn.datasets.load_digits: A = outline (morphological gradient), B = digit"
+    return Prepared("paired", tensors, _manifest(data_cfg, tensors, origin, [str(i) for i in range(10)]))
+
+
+def build_digits_unpaired(data_cfg) -> Prepared:
+    x, y = _digits(data_cfg)
+    a, b = _channels_out(x, data_cfg), _channels_out(thick_inverted(x), data_cfg)
+    train, test = _split(len(x))
+    # Disjoint halves: A's digits and B's digits are different images, so nothing is paired.
+    parts = {"a": train[0::2], "b": train[1::2], "a_test": test[0::2], "b_test": test[1::2]}
+    tensors = {k: (a if k.startswith("a") else b)[idx].contiguous() for k, idx in parts.items()}
+    tensors.update({f"y_{k}": y[idx].contiguous() for k, idx in parts.items()})
+    origin = "sklearn.datasets.load_digits: A = digit, B = thickened and inverted digit, disjoint halves"
+    return Prepared("unpaired", tensors, _manifest(data_cfg, tensors, origin, [str(i) for i in range(10)]))
+
+
+TRANSLATION_BUILDERS: dict[str, Callable[..., Prepared]] = {
+    "paired_folder": build_paired_folder,
+    "unpaired_folder": build_unpaired_folder,
+    "digits_paired": build_digits_paired,
+    "digits_unpaired": build_digits_unpaired,
+}
+BUILDERS = TRANSLATION_BUILDERS  # the name ganzoo.data.prepare looks up

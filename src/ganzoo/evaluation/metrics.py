@@ -1,0 +1,194 @@
+"""Sample-quality metrics: pure functions over feature tensors, plus one driver over images.
+
+FID and KID go through torchmetrics (its matrix square root and unbiased MMD estimator are the
+reference ones); features are fed through an identity module so any feature space works and the
+extractor runs once for all metrics. Precision/recall (Kynkaanniemi et al., 2019) and the
+class-histogram metrics are small enough to write here.
+
+Everything is deterministic: KID's random subsets come from a fixed seed inside a forked RNG,
+so equal inputs give equal numbers and the caller's RNG state is untouched.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from ganzoo.data.prepared import to_unit_range
+
+Images = torch.Tensor | Iterable[torch.Tensor]  # a tensor, or batches of one (e.g. from a generator)
+
+
+class _Identity(nn.Module):
+    """Features in, features out: lets torchmetrics' FID/KID consume precomputed features."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"features must be (N, D) with equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if real.shape[0] < 2 or fake.shape[0] < 2:
+        raise ValueError(f"need at least 2 real and 2 fake samples, got {real.shape[0]} and {fake.shape[0]}")
+
+
+def fid(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to the two feature sets (torchmetrics, float64)."""
+    _check_pair(real_feats, fake_feats)
+    metric = FrechetInceptionDistance(feature=_Identity(real_feats.shape[1]))
+    metric.update(real_feats.detach().cpu().double(), real=True)
+    metric.update(fake_feats.detach().cpu().double(), real=False)
+    # Rounding can push a true 0 slightly below; the distance itself is never negative.
+    return max(float(metric.compute()), 0.0)
+
+
+def kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, subset_size: int = 1000,
+        subsets: int = 100, seed: int = 0) -> tuple[float, float]:
+    """Kernel inception distance (cubic-kernel unbiased MMD^2) over random subsets -> (mean, std)."""
+    _check_pair(real_feats, fake_feats)
+    size = min(subset_size, real_feats.shape[0], fake_feats.shape[0])
+    with warnings.catch_warnings():  # "saves all features in buffer": that's what we want
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(feature=_Identity(real_feats.shape[1]), subsets=subsets, subset_size=size)
+    metric.update(real_feats.detach().cpu().double(), real=True)
+    metric.update(fake_feats.detach().cpu().double(), real=False)
+    with torch.random.fork_rng(devices=[]):  # torchmetrics draws subsets from the global RNG
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def _kth_nn_radius(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest neighbour in the same set (self excluded)."""
+    k = min(k, feats.shape[0] - 1)
+    radii = []
+    for i in range(0, feats.shape[0], chunk):
+        d = torch.cdist(feats[i:i + chunk], feats)
+        radii.append(d.topk(k + 1, dim=1, largest=False).values[:, k])  # column 0 is the point itself
+    return torch.cat(radii)
+
+
+def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, k: int = 3,
+                     chunk: int = 1000) -> tuple[float, float]:
+    """Improved precision/recall (Kynkaanniemi et al. 2019) from k-NN balls.
+
+    precision: share of fake samples inside some real sample's k-NN ball (fidelity);
+    recall: share of real samples inside some fake sample's k-NN ball (diversity).
+    """
+    _check_pair(real_feats, fake_feats)
+    real, fake = real_feats.detach().cpu().float(), fake_feats.detach().cpu().float()
+    r_real, r_fake = _kth_nn_radius(real, k, chunk), _kth_nn_radius(fake, k, chunk)
+    fake_in_real = torch.zeros(fake.shape[0], dtype=torch.bool)
+    real_in_fake = torch.zeros(real.shape[0], dtype=torch.bool)
+    for i in range(0, fake.shape[0], chunk):  # one fake x real distance pass serves both
+        d = torch.cdist(fake[i:i + chunk], real)
+        fake_in_real[i:i + chunk] = (d <= r_real[None, :]).any(dim=1)
+        real_in_fake |= (d <= r_fake[i:i + chunk, None]).any(dim=0)
+    return float(fake_in_real.float().mean()), float(real_in_fake.float().mean())
+
+
+# --------------------------------------------------------------------------- class histograms
+
+def class_histogram(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(labels.long().cpu().flatten(), minlength=num_classes)[:num_classes].double()
+
+
+def modes_covered(pred_labels: torch.Tensor, num_classes: int, threshold: float = 0.02) -> int:
+    """Number of classes that receive at least `threshold` of the generated samples."""
+    hist = class_histogram(pred_labels, num_classes)
+    return int((hist / max(hist.sum().item(), 1.0) >= threshold).sum())
+
+
+def mode_coverage(pred_labels: torch.Tensor, num_classes: int, threshold: float = 0.02) -> float:
+    """Fraction of classes that receive at least `threshold` of the generated samples (1.0: all)."""
+    return modes_covered(pred_labels, num_classes, threshold) / num_classes
+
+
+def class_kl(pred_labels: torch.Tensor, real_labels: torch.Tensor, num_classes: int, eps: float = 1e-6) -> float:
+    """KL(fake || real) between class histograms, both smoothed by `eps` so empty classes stay finite.
+
+    This direction charges for fake mass where the real data has little; a generator that emits a
+    single class c scores about log(1 / p_real(c)) (~2.3 for 10 balanced classes), a faithful one ~0.
+    """
+    p = class_histogram(pred_labels, num_classes) + eps
+    q = class_histogram(real_labels, num_classes) + eps
+    p, q = p / p.sum(), q / q.sum()
+    return max(float((p * (p / q).log()).sum()), 0.0)
+
+
+# --------------------------------------------------------------------------- images -> metrics
+
+def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
+    if isinstance(images, torch.Tensor):
+        for i in range(0, images.shape[0], batch_size):
+            yield images[i:i + batch_size]
+    else:
+        yield from images
+
+
+@torch.no_grad()
+def extract(extractor: nn.Module, images: Images, batch_size: int = 500,
+            classifier: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the extractor (and classifier, if any) batch by batch -> (features on CPU, predicted labels)."""
+    head = getattr(getattr(extractor, "classifier", None), "head", None) if classifier is None else None
+    feats, preds = [], []
+    for x in _batches(images, batch_size):
+        f = extractor(x)
+        feats.append(f.float().cpu())
+        if head is not None:  # classifier features: logits are one linear layer away
+            preds.append(head(f).argmax(1).cpu())
+        elif classifier is not None:
+            dev = next(classifier.parameters()).device
+            xb = x.to(dev)
+            xb = to_unit_range(xb) if xb.dtype == torch.uint8 else xb.float()
+            preds.append(classifier(xb).argmax(1).cpu())
+    return torch.cat(feats), (torch.cat(preds) if preds else None)
+
+
+def _num_classes(extractor: nn.Module, classifier: nn.Module | None) -> int | None:
+    model = classifier if classifier is not None else getattr(extractor, "classifier", None)
+    arch = getattr(model, "arch", None)
+    return arch["num_classes"] if arch else None
+
+
+def compute_image_metrics(extractor: nn.Module, real_images: Images, fake_images: Images,
+                          batch_size: int = 500, suffix: str = "classifier",
+                          classifier: nn.Module | None = None, num_classes: int | None = None,
+                          kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3,
+                          seed: int = 0, coverage_threshold: float = 0.02) -> dict[str, float]:
+    """Images (uint8 or [-1, 1] float, tensors or batch iterables) -> flat dict of metrics.
+
+    Class metrics need a classifier: `classifier`, or the one inside ClassifierFeatures. The
+    reference class histogram is the classifier's predictions on the real images, so its own
+    errors appear on both sides and cancel instead of counting against the generator.
+    """
+    real_f, real_pred = extract(extractor, real_images, batch_size, classifier)
+    fake_f, fake_pred = extract(extractor, fake_images, batch_size, classifier)
+    for name, f in (("real", real_f), ("fake", fake_f)):
+        if not torch.isfinite(f).all():
+            raise ValueError(f"{name} images give non-finite features; check them for NaN/inf (diverged generator?)")
+    kid_mean, kid_std = kid(real_f, fake_f, kid_subset_size, kid_subsets, seed)
+    precision, recall = precision_recall(real_f, fake_f, pr_k)
+    out = {
+        f"fid_{suffix}": fid(real_f, fake_f),
+        f"kid_{suffix}_mean": kid_mean,
+        f"kid_{suffix}_std": kid_std,
+        f"precision_{suffix}": precision,
+        f"recall_{suffix}": recall,
+    }
+    n_cls = num_classes or _num_classes(extractor, classifier)
+    if fake_pred is not None and real_pred is not None and n_cls:
+        out["mode_coverage"] = mode_coverage(fake_pred, n_cls, coverage_threshold)
+        out["modes_covered"] = float(modes_covered(fake_pred, n_cls, coverage_threshold))
+        out["class_kl"] = class_kl(fake_pred, real_pred, n_cls)
+    return out

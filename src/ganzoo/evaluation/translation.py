@@ -1,0 +1,158 @@
+"""Metrics and sample sheets for translation variants, on the prepared test split.
+
+All pixel metrics work on images scaled to [0, 1]:
+- paired data: `l1` (mean absolute error), `psnr` and `ssim` (torchmetrics) of A->B translations
+  against their targets;
+- variants that translate both ways: `cycle_error_a` = mean |F(G(a)) - a|, `cycle_error_b`;
+- with a feature extractor: `fid`, the Frechet distance between features of translated A->B test
+  images and of real B test images (in the evaluation classifier's space by default);
+- with a classifier and source labels: `class_preservation`, the fraction of A->B translations the
+  classifier (trained on domain B) assigns the source image's class.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ganzoo.data.prepared import Prepared, to_unit_range
+
+BATCH = 256
+
+
+@contextmanager
+def _eval_mode(variant):
+    modes = {k: net.training for k, net in variant.nets.items()}
+    variant.eval()
+    try:
+        yield
+    finally:
+        for k, net in variant.nets.items():
+            net.train(modes[k])
+
+
+def _two_way(variant) -> bool:
+    return "BtoA" in getattr(variant, "directions", ())
+
+
+@torch.no_grad()
+def _translate(variant, images_uint8: torch.Tensor, direction: str) -> torch.Tensor:
+    """uint8 NCHW (CPU) -> float [-1, 1] (CPU), in batches on the variant's device."""
+    out = [variant.translate(to_unit_range(images_uint8[i:i + BATCH].to(variant.device)), direction).float().cpu()
+           for i in range(0, images_uint8.shape[0], BATCH)]
+    return torch.cat(out)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+def source_labels(prep: Prepared) -> torch.Tensor | None:
+    """Class of each A test image, when the data has labels."""
+    return prep.tensors.get("y_test" if prep.kind == "paired" else "y_a_test")
+
+
+class _Identity(nn.Module):
+    """Lets torchmetrics' FID take precomputed features as its 'images'."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.num_features = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def frechet_distance(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    fid = FrechetInceptionDistance(feature=_Identity(real_feats.shape[1]))
+    fid.update(real_feats.double(), real=True)
+    fid.update(fake_feats.double(), real=False)
+    return float(fid.compute())
+
+
+@torch.no_grad()
+def _features(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + BATCH]).float().cpu() for i in range(0, x.shape[0], BATCH)])
+
+
+def _classifier_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def translation_metrics(variant, prep: Prepared, classifier: nn.Module | None = None,
+                        feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+    """Flat dict of metrics (see module docstring). `classifier` maps [-1, 1] images to class
+    logits (domain B classes); its `features` serve as `feature_fn` when none is given."""
+    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+    t = prep.tensors
+    a_test, b_test = t["a_test"], t["b_test"]
+    metrics: dict[str, float] = {}
+    with _eval_mode(variant):
+        fake_b = _translate(variant, a_test, "AtoB")
+        if prep.kind == "paired":
+            target = _unit(to_unit_range(b_test))
+            out = _unit(fake_b)
+            metrics["l1"] = float((out - target).abs().mean())
+            metrics["psnr"] = float(PeakSignalNoiseRatio(data_range=1.0)(out, target))
+            metrics["ssim"] = float(StructuralSimilarityIndexMeasure(data_range=1.0)(out, target))
+        if _two_way(variant):
+            fake_a = _translate(variant, b_test, "BtoA")
+            rec_a = torch.cat([variant.translate(fake_b[i:i + BATCH].to(variant.device), "BtoA").float().cpu()
+                               for i in range(0, fake_b.shape[0], BATCH)])
+            rec_b = torch.cat([variant.translate(fake_a[i:i + BATCH].to(variant.device), "AtoB").float().cpu()
+                               for i in range(0, fake_a.shape[0], BATCH)])
+            metrics["cycle_error_a"] = float((_unit(rec_a) - _unit(to_unit_range(a_test))).abs().mean())
+            metrics["cycle_error_b"] = float((_unit(rec_b) - _unit(to_unit_range(b_test))).abs().mean())
+    if classifier is not None:
+        classifier.eval()
+        dev = _classifier_device(classifier)
+        if feature_fn is None:
+            feature_fn = lambda x: classifier.features(x.to(dev))  # noqa: E731
+        labels = source_labels(prep)
+        if labels is not None:
+            with torch.no_grad():
+                pred = torch.cat([classifier(fake_b[i:i + BATCH].to(dev)).argmax(1).cpu()
+                                  for i in range(0, fake_b.shape[0], BATCH)])
+            metrics["class_preservation"] = float((pred == labels.cpu()).float().mean())
+    if feature_fn is not None:
+        real = _features(feature_fn, to_unit_range(b_test))
+        fake = _features(feature_fn, fake_b)
+        metrics["fid"] = frechet_distance(real, fake)
+    return metrics
+
+
+@torch.no_grad()
+def translation_sheet(variant, prep: Prepared, path: str | Path, n: int = 8) -> Path:
+    """PNG grid, one test example per row: input | output | target (paired data), then
+    | reconstruction for two-way variants; unpaired: a | G(a) | F(G(a)) | b | F(b) | G(F(b))."""
+    from torchvision.utils import save_image
+
+    t = prep.tensors
+    a = to_unit_range(t["a_test"][:n])
+    b = to_unit_range(t["b_test"][:n])
+    with _eval_mode(variant):
+        dev = variant.device
+        fake_b = variant.translate(a.to(dev), "AtoB").float().cpu()
+        cols = [a, fake_b]
+        if prep.kind == "paired":
+            cols.append(b[:len(a)])
+        if _two_way(variant):
+            cols.append(variant.translate(fake_b.to(dev), "BtoA").float().cpu())
+            if prep.kind != "paired":
+                fake_a = variant.translate(b.to(dev), "BtoA").float().cpu()
+                cols += [b, fake_a, variant.translate(fake_a.to(dev), "AtoB").float().cpu()]
+    rows = min(c.shape[0] for c in cols)
+    channels = max(c.shape[1] for c in cols)
+    cols = [c[:rows].expand(-1, channels, -1, -1) for c in cols]  # grey next to colour shows as grey
+    grid = torch.stack(cols, 1).flatten(0, 1)  # row-major: example i's columns side by side
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path, nrow=len(cols), normalize=True, value_range=(-1, 1), padding=2, pad_value=0.5)
+    return path

@@ -1,0 +1,57 @@
+"""Conditioned DCGAN nets: CGAN's label-conditioned G/D (Mirza & Osindero 2014, in the
+convolutional form of Radford et al.) and InfoGAN's Q head on the discriminator trunk
+(Chen et al. 2016)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganzoo.nets.blocks import DCGANGenerator, DCGANDiscriminator
+
+
+class ConditionalGenerator(nn.Module):
+    """G(z, y): a learned label embedding concatenated to z, then the DCGAN generator."""
+
+    def __init__(self, z_dim: int, num_classes: int, image_size: int, channels: int,
+                 ngf: int = 64, embed_dim: int = 50):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.net = DCGANGenerator(z_dim + embed_dim, image_size, channels, ngf)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, self.embed(y).to(z.dtype)], 1))
+
+
+class ConditionalDiscriminator(nn.Module):
+    """D(x, y): y as one-hot label maps (one constant plane per class) concatenated to x, so
+    every convolution of the first layer sees the label at every position."""
+
+    def __init__(self, image_size: int, channels: int, num_classes: int, ndf: int = 64, norm: str = "batch"):
+        super().__init__()
+        self.num_classes = num_classes
+        self.net = DCGANDiscriminator(image_size, channels + num_classes, ndf, norm)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        maps = F.one_hot(y, self.num_classes).to(x.dtype)[:, :, None, None]
+        return self.net(torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], 1))
+
+
+class QHead(nn.Module):
+    """InfoGAN's Q: from D's 4x4 trunk features to the categorical code's logits and the
+    continuous codes' means (fixed unit variance), as in the paper's MNIST architecture:
+    FC 128 - BN - LeakyReLU - FC."""
+
+    def __init__(self, trunk_channels: int, n_cat: int, n_cont: int, hidden: int = 128):
+        super().__init__()
+        self.n_cat, self.n_cont = n_cat, n_cont
+        self.net = nn.Sequential(
+            nn.Conv2d(trunk_channels, hidden, 4, 1, 0, bias=False), nn.Flatten(),
+            nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden, n_cat + n_cont),
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(features)
+        return out[:, :self.n_cat], out[:, self.n_cat:]

@@ -1,0 +1,182 @@
+"""The generator as an MLflow pyfunc model (what `ganzoo register` logs and `mlflow models serve`
+serves). The model's only artifact is the ganzoo checkpoint and its code is `model_code.py`
+(an import of GeneratorModel, nothing pickled); loading it needs the installed `ganzoo` package
+and nothing else (no params.yaml, no data, no source tree).
+
+Request table (a pandas DataFrame; over REST, `{"dataframe_split": {"columns": [...], "data": [...]}}`),
+one row per request:
+
+- sampling variants: `n` (images, default 1, at most MAX_IMAGES), `seed` (default 0; the same seed
+  gives the same images), `label` (cgan: the class of all n images; omitted, classes are drawn
+  from the seed), `codes` (infogan: "cat=3,c1=0.5" as for `ganzoo sample --codes`).
+- translation variants (pix2pix, cyclegan, discogan): `image` (a base64-encoded PNG; converted to
+  the model's channel count and resized to its image size) and `direction` ("AtoB" default, or
+  "BtoA" for the two-way variants).
+
+Response: one row per image, columns `request` (the row it answers) and `image` (base64 PNG), so
+a REST client gets `{"predictions": [{"request": 0, "image": "iVBOR..."}, ...]}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, Schema
+from PIL import Image
+
+from ganzoo.config import ConfigError
+from ganzoo.data.prepared import to_uint8, to_unit_range
+
+MAX_IMAGES = 1024  # per request row: a served model should not be asked for unbounded memory
+OUTPUT_SCHEMA = Schema([ColSpec("long", "request"), ColSpec("string", "image")])
+
+
+def encode_png(image: torch.Tensor) -> str:
+    """One [-1, 1] CHW image -> base64 PNG (greyscale or RGB)."""
+    arr = to_uint8(image).permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_png(text: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """base64 PNG -> [-1, 1] CHW of `shape` (channels converted, resized where needed)."""
+    c, h, w = shape
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+        img.load()
+    except Exception as exc:  # noqa: BLE001 -- any undecodable input is the client's error
+        raise ValueError(f"column 'image' must hold base64-encoded PNG/JPEG images ({type(exc).__name__})") from None
+    img = img.convert("L" if c == 1 else "RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
+    return to_unit_range(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+
+
+def input_schema(variant) -> Schema:
+    if variant.translates:
+        return Schema([ColSpec("string", "image"), ColSpec("string", "direction", required=False)])
+    cols = [ColSpec("long", "n", required=False), ColSpec("long", "seed", required=False)]
+    if variant.takes_labels:
+        cols.append(ColSpec("long", "label", required=False))
+    if variant.takes_codes:
+        cols.append(ColSpec("string", "codes", required=False))
+    return Schema(cols)
+
+
+def input_example(variant) -> pd.DataFrame:
+    if variant.translates:
+        blank = torch.zeros(variant.data.image_shape)
+        return pd.DataFrame({"image": [encode_png(blank)], "direction": ["AtoB"]})
+    example = {"n": [2], "seed": [0]}
+    if variant.takes_labels:
+        example["label"] = [1]
+    return pd.DataFrame(example)
+
+
+def signature(variant) -> ModelSignature:
+    return ModelSignature(inputs=input_schema(variant), outputs=OUTPUT_SCHEMA)
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
+
+
+class GeneratorModel(mlflow.pyfunc.PythonModel):
+    """Loads the checkpoint artifact with `ganzoo.training.checkpoint.load_variant`."""
+
+    def load_context(self, context):
+        from ganzoo.training.checkpoint import load_variant
+
+        device = (context.model_config or {}).get("device", "cpu")
+        self.variant, _, _ = load_variant(context.artifacts["checkpoint"], device=device)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        rows = []
+        for i, request in enumerate(frame.to_dict("records")):
+            images = self._translate(request) if self.variant.translates else self._sample(request)
+            rows += [{"request": i, "image": encode_png(img)} for img in images]
+        return pd.DataFrame(rows, columns=["request", "image"])
+
+    def _sample(self, request: dict) -> torch.Tensor:
+        # The CLI's own sampling path (same seeds, same errors), not a copy of it.
+        from ganzoo.stages import generate, parse_codes
+
+        n = int(request["n"]) if _present(request.get("n")) else 1
+        if not 1 <= n <= MAX_IMAGES:
+            raise ValueError(f"n = {n}: ask for 1..{MAX_IMAGES} images per request row")
+        seed = int(request["seed"]) if _present(request.get("seed")) else 0
+        labels = None
+        if _present(request.get("label")):
+            labels = torch.full((n,), int(request["label"]), dtype=torch.long)
+        codes = parse_codes(request["codes"]) if _present(request.get("codes")) else None
+        try:
+            return generate(self.variant, n, seed=seed, labels=labels, codes=codes)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+    @torch.no_grad()
+    def _translate(self, request: dict) -> torch.Tensor:
+        direction = request.get("direction") if _present(request.get("direction")) else "AtoB"
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction = {direction!r}: use AtoB or BtoA")
+        data = self.variant.data
+        shape = data.image_shape if direction == "AtoB" else (data.image_shape_b or data.image_shape)
+        x = decode_png(request["image"], tuple(shape)).unsqueeze(0).to(self.variant.device)
+        self.variant.eval()
+        return self.variant.translate(x, direction).float().cpu()
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to what produced the model; `ganzoo` itself must be installed where it is served."""
+    import ganzoo
+
+    def base(version: str) -> str:
+        return version.split("+")[0]  # drop local tags such as +cpu / +cu124
+
+    import PIL
+    return [f"torch=={base(torch.__version__)}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
+            f"pillow=={PIL.__version__}", f"mlflow=={mlflow.__version__}", f"ganzoo=={ganzoo.__version__}"]
+
+
+def log_generator(variant, checkpoint_path, name: str = "generator"):
+    """Log the checkpoint as a pyfunc model into the active run; returns MLflow's ModelInfo."""
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(Path(__file__).with_name("model_code.py")),
+        artifacts={"checkpoint": str(checkpoint_path)},
+        signature=signature(variant),
+        input_example=input_example(variant),
+        pip_requirements=pip_requirements(),
+        model_config={"device": "cpu"},
+        metadata={"ganzoo_variant": variant.name, "image_shape": list(variant.data.image_shape)},
+    )
+
+
+def load_variant_from_uri(uri: str, device: str = "cpu"):
+    """The trained Variant behind an MLflow model URI (`models:/NAME@champion`, `runs:/ID/generator`)."""
+    from mlflow.exceptions import MlflowException
+
+    from ganzoo.tracking.store import resolve_uri
+
+    tracking_uri = resolve_uri(None)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(uri, model_config={"device": str(device)})
+    except MlflowException as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise ConfigError(f"cannot load {uri} from {tracking_uri} ({first}); register a model first "
+                          f"(`ganzoo register`) or point MLFLOW_TRACKING_URI at the right store") from None
+    wrapped = model.unwrap_python_model()
+    if not isinstance(wrapped, GeneratorModel):
+        raise ConfigError(f"{uri} is not a ganzoo generator model")
+    return wrapped.variant

@@ -1,0 +1,161 @@
+"""Where runs go: the tracking URI, the experiment, and the sidecar that ties a checkpoint to its run.
+
+URI: `tracking.uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///mlflow.db` in the working
+directory, whose artifacts go to `mlartifacts/` beside the database (set on the experiment when
+it is created, so runs never scatter artifacts under whatever folder a later process runs in).
+
+The sidecar `mlflow_run.json` beside a checkpoint (`checkpoints/<variant>/`) records the run that
+trained it and the store it lives in; `evaluate` and `register` read it to log into that run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ganzoo.config import Config, ConfigError
+from ganzoo.data.prepared import atomic_write_text
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+SIDECAR = "mlflow_run.json"
+WARN_PREFIX = "[ganzoo] MLflow:"
+
+
+def resolve_uri(configured: str | None = None) -> str:
+    """The store to use, with a relative SQLite path made absolute: MLflow caches one store per
+    URI string per process, so a relative one would keep pointing at the first working directory."""
+    return canonical_uri(configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///relative` or `sqlite:////absolute` URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def canonical_uri(uri: str) -> str:
+    """Same store, same string: relative SQLite paths made absolute."""
+    db = sqlite_path(uri)
+    return f"sqlite:///{db.resolve()}" if db is not None else uri.rstrip("/")
+
+
+def artifact_location(uri: str) -> str | None:
+    """`mlartifacts/` beside a SQLite database; None lets a server (or file store) decide."""
+    db = sqlite_path(uri)
+    return (db.resolve().parent / "mlartifacts").as_uri() if db is not None else None
+
+
+def unreachable_reason(uri: str, timeout_s: float = 5.0) -> str | None:
+    """Why an http(s) tracking server cannot be reached, or None. Checked once up front, because
+    MLflow's own client retries with back-off for minutes before giving up."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None  # something answered; MLflow errors, if any, are handled per call
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+    return None
+
+
+def open_client(uri: str, experiment: str):
+    """(MlflowClient, experiment_id), creating the experiment if needed. For SQLite, a file lock
+    beside the database serialises this first contact: two processes that both find a fresh
+    database otherwise run MLflow's schema migrations at once and one of them fails."""
+    db = sqlite_path(uri)
+    if db is None:
+        return _open_client(uri, experiment)
+    from filelock import FileLock  # torch's own dependency
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock", timeout=300):
+        return _open_client(uri, experiment)
+
+
+def _open_client(uri: str, experiment: str):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return client, found.experiment_id
+    try:
+        return client, client.create_experiment(experiment, artifact_location=artifact_location(uri))
+    except MlflowException:  # another process created it between our two calls
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return client, found.experiment_id
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def run_tags(cfg: Config) -> dict[str, str]:
+    """Tags every ganzoo run carries. `DVC_STAGE` is set by the commands in dvc.yaml
+    (`DVC_STAGE=train ganzoo train`); `DVC_EXP_NAME` is set by `dvc exp run` itself."""
+    tags = {"ganzoo.variant": cfg.variant, "ganzoo.dataset": cfg.data.source,
+            "ganzoo.image_size": str(cfg.data.image_size)}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    for env, tag in (("DVC_STAGE", "dvc.stage"), ("DVC_EXP_NAME", "dvc.exp_name")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
+
+
+def run_name(cfg: Config) -> str:
+    return f"{cfg.variant}-{cfg.data.source}-{cfg.data.image_size}"
+
+
+# --------------------------------------------------------------------------- sidecar
+
+def read_sidecar(checkpoint_dir: str | Path) -> dict | None:
+    path = Path(checkpoint_dir) / SIDECAR
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("run_id") else None
+
+
+def write_sidecar(checkpoint_dir: str | Path, data: dict) -> None:
+    atomic_write_text(Path(checkpoint_dir) / SIDECAR, json.dumps(data, indent=2) + "\n")
+
+
+def sidecar_run(client, uri: str, checkpoint_dir: str | Path) -> tuple[str | None, dict | None]:
+    """The run id recorded beside a checkpoint when it lives in this store, else (None, sidecar)."""
+    from mlflow.exceptions import MlflowException
+
+    side = read_sidecar(checkpoint_dir)
+    if side is None or side.get("tracking_uri") != uri:
+        return None, side
+    try:
+        run = client.get_run(side["run_id"])
+    except MlflowException:  # the store was wiped or the run deleted
+        return None, side
+    if run.info.lifecycle_stage != "active":
+        return None, side
+    return run.info.run_id, side
+
+
+def require_reachable(uri: str) -> None:
+    why = unreachable_reason(uri)
+    if why is not None:
+        raise ConfigError(f"MLflow tracking server {uri} is unreachable ({why}); start it or set "
+                          f"tracking.uri / MLFLOW_TRACKING_URI to a reachable store")

@@ -1,0 +1,87 @@
+"""BEGAN (Berthelot et al. 2017): the discriminator is an auto-encoder and both losses are
+built on its reconstruction error L(v) = |v - D(v)| (mean over pixels):
+  L_D = L(x) - k_t L(G(z_D)),   L_G = L(G(z_G)),
+  k_{t+1} = clamp(k_t + lambda_k (gamma L(x) - L(G(z_G))), 0, 1),
+  M_global = L(x) + |gamma L(x) - L(G(z_G))|   (the convergence measure, logged).
+gamma 0.75 (lower gives more diversity, 0.5 in the paper's figures), lambda_k 0.001, k_0 = 0,
+Adam 1e-4 (0.5, 0.999), z 64 = h 64, n 128 filters. The paper's lr halving when M stalls is
+left to the loop's schedulers (none by default).
+
+k_t lives on the training device and is updated without leaving it (no host sync); it is
+part of the checkpoint through `extra_state`.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from ganzoo.nets.autoencoder import AutoEncoderDiscriminator, Decoder, reconstruction_error
+from ganzoo.variants.base import HParams, Variant
+
+
+class BEGANParams(HParams):
+    lr: float = Field(1e-4, gt=0)
+    gamma: float = Field(0.75, gt=0, le=1)
+    lambda_k: float = Field(0.001, ge=0)
+    k_init: float = Field(0.0, ge=0, le=1)
+    z_dim: int = Field(64, ge=1)
+    h_dim: int = Field(64, ge=1)
+    n_filters: int = Field(128, ge=4)
+
+
+class BEGAN(Variant):
+    name = "began"
+    HParams = BEGANParams
+
+    def build(self) -> None:
+        hp = self.hp
+        c, s, _ = self.data.image_shape
+        self.nets = {"g": Decoder(hp.z_dim, s, c, hp.n_filters, tanh=True),
+                     "d": AutoEncoderDiscriminator(s, c, hp.n_filters, hp.h_dim)}
+        self.optims = {k: self.adam(v.parameters(), k) for k, v in self.nets.items()}
+        self.k = torch.tensor(hp.k_init, device=self.device)
+
+    def z(self, n: int, generator=None) -> torch.Tensor:
+        # Uniform(-1, 1) noise, as in the paper.
+        return torch.rand(n, self.hp.z_dim, device=self.device, generator=generator) * 2 - 1
+
+    def d_step(self, batch):
+        g, d = self.nets["g"], self.nets["d"]
+        x = batch["x"]
+        with torch.no_grad():
+            fake = g(self.z(x.shape[0]))
+        loss_real = reconstruction_error(d, x)
+        loss = loss_real - self.k * reconstruction_error(d, fake)
+        self.step(self.optims["d"], loss)
+        return {"loss_d": loss.detach(), "loss_real": loss_real.detach()}
+
+    def g_step(self, batch):
+        d = self.nets["d"]
+        with self.frozen(d):
+            loss = reconstruction_error(d, self.nets["g"](self.z(batch["x"].shape[0])))
+        self.step(self.optims["g"], loss)
+        return {"loss_g": loss.detach()}
+
+    @torch.no_grad()
+    def update_k(self, loss_real: torch.Tensor, loss_fake: torch.Tensor) -> torch.Tensor:
+        """Proportional control of k_t; returns the convergence measure M."""
+        balance = self.hp.gamma * loss_real - loss_fake
+        self.k = (self.k + self.hp.lambda_k * balance).clamp(0.0, 1.0)
+        return loss_real + balance.abs()
+
+    def train_step(self, batch):
+        d_out = self.d_step(batch)
+        g_out = self.g_step(batch)
+        m = self.update_k(d_out["loss_real"], g_out["loss_g"])
+        return {"loss_d": d_out["loss_d"], "loss_g": g_out["loss_g"], "k": self.k.clone(), "M": m}
+
+    def sample(self, n, generator=None, labels=None, codes=None):
+        return self.nets["g"](self.z(n, generator))
+
+    def extra_state(self) -> dict:
+        return {"k": self.k}
+
+    def load_extra_state(self, state: dict) -> None:
+        if "k" in state:
+            self.k = torch.as_tensor(state["k"], dtype=torch.float32).to(self.device).clone()

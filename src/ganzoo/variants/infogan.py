@@ -1,0 +1,133 @@
+"""InfoGAN (Chen et al. 2016): G(z, c) with a 10-way categorical code and continuous codes
+Uniform(-1, 1); Q, a head on D's trunk, predicts c from an image, and the mutual-information
+bound L_I (cross-entropy + unit-variance Gaussian NLL, losses.info_loss) is added to BOTH
+players' losses, as in the paper's min_G,Q max_D V(D, G) - lambda L_I(G, Q) and its reference
+code: the D step minimises L_D + L_I over D's trunk, D's head and Q; the G step minimises
+L_G + L_I over G. So L_I trains Q (and the shared trunk) and pushes G to make c recoverable.
+Paper's MNIST settings: z 62, lambda_cat 1, lambda_cont 0.1, Adam lr_d 2e-4, lr_g 1e-3, (0.5, 0.999).
+
+Codes: {"cat": int in 0..n_cat-1, "c1": float, "c2": float, ...}. `sample(codes=...)` applies a
+given code to all n samples and draws the others from the passed generator; every code is drawn
+even when given, so changing one code leaves z and the other codes as they were (a walk).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from ganzoo.config import ConfigError
+from ganzoo.losses import d_loss, g_loss, info_loss
+from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
+from ganzoo.nets.conditional import QHead
+from ganzoo.variants.base import HParams, Variant
+
+
+class InfoGANParams(HParams):
+    z_dim: int = Field(62, ge=1)
+    n_cat: int = Field(10, ge=2)
+    n_cont: int = Field(2, ge=0)
+    lambda_cat: float = Field(1.0, ge=0)
+    lambda_cont: float = Field(0.1, ge=0)
+    lr_g: float = Field(1e-3, gt=0)
+    lr_d: float = Field(2e-4, gt=0)  # used for D and Q together
+    ngf: int = Field(64, ge=4)
+    ndf: int = Field(64, ge=4)
+    q_hidden: int = Field(128, ge=4)
+
+
+class InfoGAN(Variant):
+    name = "infogan"
+    HParams = InfoGANParams
+    takes_codes = True
+
+    @property
+    def n_cat(self) -> int:
+        return self.hp.n_cat
+
+    @property
+    def n_cont(self) -> int:
+        return self.hp.n_cont
+
+    @property
+    def code_names(self) -> list[str]:
+        return ["cat"] + [f"c{i + 1}" for i in range(self.n_cont)]
+
+    def build(self) -> None:
+        hp = self.hp
+        c, s, _ = self.data.image_shape
+        d = DCGANDiscriminator(s, c, hp.ndf)
+        self.nets = {"g": DCGANGenerator(hp.z_dim + hp.n_cat + hp.n_cont, s, c, hp.ngf), "d": d,
+                     "q": QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden)}
+        for net in self.nets.values():
+            init_dcgan_weights(net)
+        self.optims = {"g": self.adam(self.nets["g"].parameters(), "g"),
+                       "d": self.adam([*d.parameters(), *self.nets["q"].parameters()], "d")}
+
+    # ------------------------------------------------------------------ codes
+    def draw_codes(self, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        cat = torch.randint(self.n_cat, (n,), device=self.device, generator=generator)
+        cont = torch.rand(n, self.n_cont, device=self.device, generator=generator) * 2 - 1
+        return cat, cont
+
+    def latent(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """G's input: [z, one_hot(cat), cont]."""
+        return torch.cat([z, F.one_hot(cat, self.n_cat).to(z.dtype), cont.to(z.dtype)], 1)
+
+    def apply_codes(self, cat: torch.Tensor, cont: torch.Tensor, codes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        unknown = sorted(set(codes) - set(self.code_names))
+        if unknown:
+            raise ConfigError(f"infogan: unknown code {unknown[0]!r}; codes are {', '.join(self.code_names)}")
+        cat, cont = cat.clone(), cont.clone()
+        if "cat" in codes:
+            value = codes["cat"]
+            whole = not isinstance(value, bool) and isinstance(value, (int, float)) and float(value).is_integer()
+            if not whole or not 0 <= int(value) < self.n_cat:
+                raise ConfigError(f"infogan: cat={value!r} must be an integer in 0..{self.n_cat - 1}")
+            cat.fill_(int(value))
+        for i in range(self.n_cont):
+            if f"c{i + 1}" in codes:
+                cont[:, i] = float(codes[f"c{i + 1}"])
+        return cat, cont
+
+    # ------------------------------------------------------------------ training
+    def _fake(self, n: int):
+        cat, cont = self.draw_codes(n)
+        return self.nets["g"](self.latent(self.noise(n, self.hp.z_dim), cat, cont)), cat, cont
+
+    def _info(self, features, cat, cont) -> torch.Tensor:
+        cat_logits, cont_mean = self.nets["q"](features)
+        return info_loss(cat_logits, cat, cont_mean, cont,
+                         lambda_cat=self.hp.lambda_cat, lambda_cont=self.hp.lambda_cont)
+
+    def d_step(self, batch):
+        d = self.nets["d"]
+        x = batch["x"]
+        with torch.no_grad():
+            fake, cat, cont = self._fake(x.shape[0])
+        feats = d.features(fake)
+        adv = d_loss("bce", d(x), d.head(feats).flatten(1).squeeze(1))
+        info = self._info(feats, cat, cont)
+        self.step(self.optims["d"], adv + info)
+        return {"loss_d": adv.detach(), "loss_info": info.detach()}
+
+    def g_step(self, batch):
+        d, q = self.nets["d"], self.nets["q"]
+        fake, cat, cont = self._fake(batch["x"].shape[0])
+        with self.frozen(d, q):
+            feats = d.features(fake)
+            adv = g_loss("bce", d.head(feats).flatten(1).squeeze(1))
+            info = self._info(feats, cat, cont)
+        self.step(self.optims["g"], adv + info)
+        return {"loss_g": adv.detach(), "loss_info_g": info.detach()}
+
+    def train_step(self, batch):
+        return {**self.d_step(batch), **self.g_step(batch)}
+
+    def sample(self, n, generator=None, labels=None, codes=None):
+        z = self.noise(n, self.hp.z_dim, generator)
+        cat, cont = self.draw_codes(n, generator)
+        if codes:
+            cat, cont = self.apply_codes(cat, cont, codes)
+        return self.nets["g"](self.latent(z, cat, cont))
