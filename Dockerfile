@@ -14,7 +14,10 @@ RUN apt-get update \
 
 ARG UID=1000
 ARG GID=1000
-RUN groupadd --gid "${GID}" ganzoo && useradd --uid "${UID}" --gid "${GID}" --create-home ganzoo
+# --non-unique: some bases already have a user with uid 1000 (ubuntu:24.04's `ubuntu`).
+RUN groupadd --non-unique --gid "${GID}" ganzoo \
+    && useradd --non-unique --uid "${UID}" --gid "${GID}" --create-home ganzoo \
+    && install -d -o ganzoo -g ganzoo /home/ganzoo/app
 USER ganzoo
 WORKDIR /home/ganzoo/app
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import re
@@ -45,6 +46,9 @@ PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsAD
 TRANSIENT_MLFLOW_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
 INLINE_IMAGE_MAX_BYTES = 256 * 1024  # larger sheets are linked by path, not embedded
 INLINE_IMAGES_MAX = 4
+# Without PREFECT_API_URL, Prefect starts a temporary server; its default 20 s start-up limit is
+# too short for a first start (database creation) on a busy machine or a fresh container.
+TEMPORARY_SERVER_STARTUP_S = 120
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -217,6 +221,15 @@ def pipeline(params: Optional[str] = "params.yaml", overrides: Optional[list[str
     return {"variant": cfg.variant, "checkpoint": trained["checkpoint"], "metrics": metrics, "registry": decision}
 
 
+def patient_temporary_server():
+    """A longer start-up limit for Prefect's temporary server, unless the user set one."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in os.environ:
+        return contextlib.nullcontext()
+    return temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: TEMPORARY_SERVER_STARTUP_S})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline",
                                      description="Run prepare -> train -> evaluate -> register as a Prefect flow.")
@@ -230,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = pipeline(params=args.params, overrides=args.overrides, register_model=not args.no_register,
-                          resume=args.resume)
+        with patient_temporary_server():
+            result = pipeline(params=args.params, overrides=args.overrides, register_model=not args.no_register,
+                              resume=args.resume)
     except USER_ERRORS as err:
         print(f"ganzoo: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

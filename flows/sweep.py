@@ -18,8 +18,8 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.pipeline import (RETRY_DELAY_S, USER_ERRORS, artifact_key, classifier_task, config_task,
-                            evaluate_task, fmt, prepare_task, register_task, report_task, train_task,
-                            with_retry_delay)
+                            evaluate_task, fmt, patient_temporary_server, prepare_task, register_task,
+                            report_task, train_task, with_retry_delay)
 from ganzoo.cli import EXIT_USER_ERROR, _common
 from ganzoo.config import ConfigError, flatten
 from ganzoo.data.prepared import prepared_path
@@ -36,7 +36,7 @@ def comparison_rows(results: dict[str, dict]) -> list[dict]:
     metric_keys: list[str] = []
     for r in results.values():
         for k in flatten(r.get("metrics") or {}):
-            if k not in metric_keys:
+            if k not in metric_keys and k not in ("variant", "status", "registry"):
                 metric_keys.append(k)
     rows = []
     for name, r in results.items():
@@ -120,8 +120,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-register", action="store_true")
     args = parser.parse_args(argv)
     try:
-        rows = sweep(variants=[v.strip() for v in args.variants.split(",") if v.strip()], params=args.params,
-                     overrides=args.overrides, register_model=not args.no_register, max_parallel=args.max_parallel)
+        with patient_temporary_server():
+            rows = sweep(variants=[v.strip() for v in args.variants.split(",") if v.strip()], params=args.params,
+                         overrides=args.overrides, register_model=not args.no_register,
+                         max_parallel=args.max_parallel)
     except (*USER_ERRORS, SweepError) as err:
         print(f"ganzoo: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -48,3 +48,14 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty folder so relative outputs (checkpoints/, metrics/, data/) land in tmp."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# --------------------------------------------------------------------------- gpu marker
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.gpu` tests need CUDA; skip them (with the reason) where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu); no CUDA device here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -37,9 +37,16 @@ def cmd_prepare(args) -> int:
 
 def cmd_train(args) -> int:
     from ganzoo import stages
+    from ganzoo.training import distributed
 
     cfg = _config(args)
+    if args.nproc > 1 and distributed.env_rank_world()[1] == 1:  # relaunch through torchrun
+        sets = [a for o in args.overrides for a in ("--set", o)]
+        return distributed.launch(args.nproc, ["train", "--params", args.params, *sets, "--resume", args.resume,
+                                               *(["--no-track"] if args.no_track else [])])
     result = stages.train(cfg, resume=args.resume, track=False if args.no_track else None)
+    if distributed.env_rank_world()[0] != 0:
+        return 0
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "step")
     print(f"trained {cfg.variant} to step {result.steps} -> {result.checkpoint}  {losses}")
@@ -113,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto", "no"],
                    help="continue from checkpoints/<variant>/last.pt (auto: only when compatible)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow for this run")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train on N processes/GPUs through torchrun (global batch = train.batch_size x N)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("classifier", help="train/cache the evaluation classifier on the prepared data")

@@ -27,12 +27,13 @@ def load_data(cfg: Config) -> Prepared:
 
 def train(cfg: Config, resume: str = "no", track: bool | None = None):
     """Train cfg.variant on the prepared data; returns a TrainResult (checkpoint path, history)."""
+    from ganzoo.training.distributed import env_rank_world
     from ganzoo.training.loop import train_loop
 
     cfg = registry.resolve(cfg)
     prep = load_data(cfg)
     hooks = []
-    tracker = _tracker(cfg, track)
+    tracker = _tracker(cfg, track) if env_rank_world()[0] == 0 else None  # one MLflow run, from rank 0
     if tracker is not None:
         hooks.append(tracker.training_hooks())
     try:

@@ -3,6 +3,9 @@
 Reads an image or every image directly in a folder, converts each to the channel count and
 size of the checkpoint's source domain (A for AtoB, B for BtoA; centre crop to square, bicubic
 resize), translates in batches and writes `<out>/<stem>.png` for each input.
+
+Directions are the model's own: AtoB maps its training input to its training target, so a
+pix2pix model trained with data.direction=BtoA maps real B images with --direction AtoB.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from ganzoo.config import ConfigError
 from ganzoo.data.prepared import to_uint8
 from ganzoo.data.sources import IMAGE_EXTS, _open, _square_resize, _to_mode
+from ganzoo.variants.pix2pix import check_direction
 
 BATCH = 64
 
@@ -61,8 +65,7 @@ def translate_path(checkpoint, input, out_dir, direction: str = "AtoB", device: 
     if not variant.translates:
         raise ConfigError(f"{checkpoint} is a {variant.name} checkpoint, which generates from noise and does not "
                           "translate; use `ganzoo sample`, or a pix2pix/cyclegan/discogan checkpoint")
-    if direction not in getattr(variant, "directions", ("AtoB", "BtoA")):
-        variant.translate(torch.empty(0), direction)  # raises the variant's own explanation
+    check_direction(variant, direction)  # before reading any input
     files = input_files(Path(input))
     shape = variant.data.image_shape if direction == "AtoB" else (variant.data.image_shape_b or variant.data.image_shape)
     channels, size = shape[0], shape[1]

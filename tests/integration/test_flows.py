@@ -73,11 +73,14 @@ def counting(monkeypatch, name: str, fail_first_with: BaseException | None = Non
 
 
 def artifact(key: str):
+    """The newest artifact with this key (the module's tests share one server)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      sort=ArtifactSort.CREATED_DESC, limit=1)
     assert found, f"no artifact {key!r}"
     return found[0]
 
@@ -128,6 +131,30 @@ def test_pipeline_runs_every_stage_and_publishes_artifacts(project):
     assert result["registry"]["message"] in report.data
     sheets = artifact("ganzoo-dcgan-samples")
     assert "data:image/png;base64," in sheets.data
+
+
+@pytest.mark.slow
+def test_flow_and_dvc_commands_write_the_same_files(project, tmp_path_factory, monkeypatch):
+    """The flow adds no logic: dvc.yaml's commands, run in another folder, give identical bytes."""
+    import hashlib
+
+    from flows.pipeline import pipeline
+    from ganzoo.cli import main as ganzoo
+
+    pipeline(params="params.yaml", register_model=False, retry_delay_s=0)
+    by_cli = tmp_path_factory.mktemp("by-cli")
+    write_params(by_cli)
+    monkeypatch.chdir(by_cli)
+    for command in (["prepare"], ["classifier"], ["train", "--resume", "auto"], ["evaluate"]):
+        assert ganzoo(command) == 0, command
+
+    def digests(root: Path) -> dict:
+        return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for d in ("data", "checkpoints", "metrics", "eval") for f in sorted((root / d).rglob("*"))
+                if f.is_file()}
+
+    assert digests(project) == digests(by_cli)
+    assert any(name.endswith("last.pt") for name in digests(project))
 
 
 @pytest.mark.slow
@@ -186,6 +213,25 @@ def test_sweep_compares_variants_in_one_table(project):
         assert (project / "checkpoints" / name / "last.pt").is_file()
     table = artifact("ganzoo-sweep-comparison")
     assert "dcgan" in table.data and "not registered" in table.data
+
+
+@pytest.mark.slow
+def test_a_failing_variant_leaves_the_others_and_fails_the_sweep_at_the_end(project, monkeypatch):
+    from flows.sweep import SweepError, sweep
+
+    real_train = stages.train
+
+    def train(cfg, *args, **kwargs):
+        if cfg.variant == "gan":
+            raise ConfigError("model.gan: broken on purpose")
+        return real_train(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "train", train)
+    with pytest.raises(SweepError, match="gan: ConfigError: model.gan: broken on purpose"):
+        sweep(variants=["gan", "dcgan"], params="params.yaml", register_model=False, retry_delay_s=0)
+    assert (project / "eval" / "dcgan" / "metrics.json").is_file()  # dcgan still ran to the end
+    table = artifact("ganzoo-sweep-comparison").data
+    assert "failed" in table and "broken on purpose" in table
 
 
 def test_sweep_rejects_an_unknown_variant_before_any_work(project, monkeypatch):

@@ -106,9 +106,21 @@ def train_classifier(images_uint8: torch.Tensor, labels: torch.Tensor, num_class
     train_idx, held_idx = stratified_split(labels, holdout, gen)
     x_all = to_unit_range(images_uint8.to(device))
     y_all = labels.to(device)
-    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+    # Init and dropout draw from the global RNG: seed it, without disturbing the caller's.
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         model = SmallCNN(images_uint8.shape[1], num_classes).to(device)
+        _fit(model, x_all, y_all, train_idx, steps, gen, batch_size, lr, augment)
+    if held_idx.numel() == 0:
+        return model, float("nan")
+    pred = predict(model, images_uint8[held_idx])
+    return model, float((pred == labels[held_idx]).float().mean())
+
+
+def _fit(model: SmallCNN, x_all: torch.Tensor, y_all: torch.Tensor, train_idx: torch.Tensor, steps: int,
+         gen: torch.Generator, batch_size: int, lr: float, augment: bool) -> None:
+    device = x_all.device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     # Cosine decay: a short schedule that still ends with small, stable steps.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
@@ -124,10 +136,6 @@ def train_classifier(images_uint8: torch.Tensor, labels: torch.Tensor, num_class
         opt.step()
         sched.step()
     model.eval()
-    if held_idx.numel() == 0:
-        return model, float("nan")
-    pred = predict(model, images_uint8[held_idx])
-    return model, float((pred == labels[held_idx]).float().mean())
 
 
 # --------------------------------------------------------------------------- caching

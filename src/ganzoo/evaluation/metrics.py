@@ -140,12 +140,14 @@ def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
 def extract(extractor: nn.Module, images: Images, batch_size: int = 500,
             classifier: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the extractor (and classifier, if any) batch by batch -> (features on CPU, predicted labels)."""
-    head = getattr(getattr(extractor, "classifier", None), "head", None) if classifier is None else None
+    inner = getattr(extractor, "classifier", None)
+    # Classifier features: the logits are one linear layer away, no second pass needed.
+    head = getattr(inner, "head", None) if classifier is None or classifier is inner else None
     feats, preds = [], []
     for x in _batches(images, batch_size):
         f = extractor(x)
         feats.append(f.float().cpu())
-        if head is not None:  # classifier features: logits are one linear layer away
+        if head is not None:
             preds.append(head(f).argmax(1).cpu())
         elif classifier is not None:
             dev = next(classifier.parameters()).device

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from ganzoo.data.prepared import Prepared, to_unit_range
+from ganzoo.evaluation.metrics import fid
+from ganzoo.evaluation.sheets import save_grid
 
 BATCH = 256
 
@@ -40,10 +42,13 @@ def _two_way(variant) -> bool:
 
 
 @torch.no_grad()
-def _translate(variant, images_uint8: torch.Tensor, direction: str) -> torch.Tensor:
-    """uint8 NCHW (CPU) -> float [-1, 1] (CPU), in batches on the variant's device."""
-    out = [variant.translate(to_unit_range(images_uint8[i:i + BATCH].to(variant.device)), direction).float().cpu()
-           for i in range(0, images_uint8.shape[0], BATCH)]
+def _translate(variant, images: torch.Tensor, direction: str) -> torch.Tensor:
+    """uint8 or [-1, 1] float NCHW -> float [-1, 1] on the CPU, in batches on the variant's device."""
+    out = []
+    for i in range(0, images.shape[0], BATCH):
+        x = images[i:i + BATCH].to(variant.device)
+        x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+        out.append(variant.translate(x, direction).float().cpu())
     return torch.cat(out)
 
 
@@ -56,29 +61,9 @@ def source_labels(prep: Prepared) -> torch.Tensor | None:
     return prep.tensors.get("y_test" if prep.kind == "paired" else "y_a_test")
 
 
-class _Identity(nn.Module):
-    """Lets torchmetrics' FID take precomputed features as its 'images'."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.num_features = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-def frechet_distance(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    fid = FrechetInceptionDistance(feature=_Identity(real_feats.shape[1]))
-    fid.update(real_feats.double(), real=True)
-    fid.update(fake_feats.double(), real=False)
-    return float(fid.compute())
-
-
 @torch.no_grad()
-def _features(fn: Callable, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + BATCH]).float().cpu() for i in range(0, x.shape[0], BATCH)])
+def _features(fn: Callable, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + BATCH].to(device)).float().cpu() for i in range(0, x.shape[0], BATCH)])
 
 
 def _classifier_device(model: nn.Module) -> torch.device:
@@ -104,10 +89,7 @@ def translation_metrics(variant, prep: Prepared, classifier: nn.Module | None = 
             metrics["ssim"] = float(StructuralSimilarityIndexMeasure(data_range=1.0)(out, target))
         if _two_way(variant):
             fake_a = _translate(variant, b_test, "BtoA")
-            rec_a = torch.cat([variant.translate(fake_b[i:i + BATCH].to(variant.device), "BtoA").float().cpu()
-                               for i in range(0, fake_b.shape[0], BATCH)])
-            rec_b = torch.cat([variant.translate(fake_a[i:i + BATCH].to(variant.device), "AtoB").float().cpu()
-                               for i in range(0, fake_a.shape[0], BATCH)])
+            rec_a, rec_b = _translate(variant, fake_b, "BtoA"), _translate(variant, fake_a, "AtoB")
             metrics["cycle_error_a"] = float((_unit(rec_a) - _unit(to_unit_range(a_test))).abs().mean())
             metrics["cycle_error_b"] = float((_unit(rec_b) - _unit(to_unit_range(b_test))).abs().mean())
     if classifier is not None:
@@ -122,9 +104,9 @@ def translation_metrics(variant, prep: Prepared, classifier: nn.Module | None = 
                                   for i in range(0, fake_b.shape[0], BATCH)])
             metrics["class_preservation"] = float((pred == labels.cpu()).float().mean())
     if feature_fn is not None:
-        real = _features(feature_fn, to_unit_range(b_test))
-        fake = _features(feature_fn, fake_b)
-        metrics["fid"] = frechet_distance(real, fake)
+        real = _features(feature_fn, to_unit_range(b_test), variant.device)
+        fake = _features(feature_fn, fake_b, variant.device)
+        metrics["fid"] = fid(real, fake)
     return metrics
 
 
@@ -132,8 +114,6 @@ def translation_metrics(variant, prep: Prepared, classifier: nn.Module | None = 
 def translation_sheet(variant, prep: Prepared, path: str | Path, n: int = 8) -> Path:
     """PNG grid, one test example per row: input | output | target (paired data), then
     | reconstruction for two-way variants; unpaired: a | G(a) | F(G(a)) | b | F(b) | G(F(b))."""
-    from torchvision.utils import save_image
-
     t = prep.tensors
     a = to_unit_range(t["a_test"][:n])
     b = to_unit_range(t["b_test"][:n])
@@ -152,7 +132,4 @@ def translation_sheet(variant, prep: Prepared, path: str | Path, n: int = 8) -> 
     channels = max(c.shape[1] for c in cols)
     cols = [c[:rows].expand(-1, channels, -1, -1) for c in cols]  # grey next to colour shows as grey
     grid = torch.stack(cols, 1).flatten(0, 1)  # row-major: example i's columns side by side
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path, nrow=len(cols), normalize=True, value_range=(-1, 1), padding=2, pad_value=0.5)
-    return path
+    return save_grid(grid, path, nrow=len(cols))

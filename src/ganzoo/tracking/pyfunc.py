@@ -118,8 +118,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         labels = None
         if _present(request.get("label")):
             labels = torch.full((n,), int(request["label"]), dtype=torch.long)
-        codes = parse_codes(request["codes"]) if _present(request.get("codes")) else None
         try:
+            codes = parse_codes(request["codes"]) if _present(request.get("codes")) else None
             return generate(self.variant, n, seed=seed, labels=labels, codes=codes)
         except ConfigError as err:
             raise ValueError(str(err)) from None
@@ -133,7 +133,10 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         shape = data.image_shape if direction == "AtoB" else (data.image_shape_b or data.image_shape)
         x = decode_png(request["image"], tuple(shape)).unsqueeze(0).to(self.variant.device)
         self.variant.eval()
-        return self.variant.translate(x, direction).float().cpu()
+        try:
+            return self.variant.translate(x, direction).float().cpu()
+        except ConfigError as err:  # e.g. BtoA asked of a one-way pix2pix
+            raise ValueError(str(err)) from None
 
 
 def pip_requirements() -> list[str]:

@@ -41,8 +41,10 @@ def beats(value: float, champion: float, higher_is_better: bool) -> bool:
     return value > champion if higher_is_better else value < champion
 
 
-def registered_name(cfg: Config) -> str:
-    return cfg.tracking.registered_name or f"ganzoo-{cfg.variant}-{cfg.data.source}"
+def registered_name(cfg: Config, trained: Config | None = None) -> str:
+    """tracking.registered_name, else ganzoo-<variant>-<source> of the config the model was trained with."""
+    trained = trained or cfg
+    return cfg.tracking.registered_name or f"ganzoo-{trained.variant}-{trained.data.source}"
 
 
 def _champion(client, name: str):
@@ -81,25 +83,28 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
     if ckpt_cfg.variant != cfg.variant:
         raise ConfigError(f"{checkpoint_path} holds a {ckpt_cfg.variant} model but variant={cfg.variant}; "
                           f"pass --set variant={ckpt_cfg.variant} or another --checkpoint")
+    for key, have in (("variant", ckpt_cfg.variant), ("step", ckpt["step"])):
+        if key in metrics and metrics[key] != have:
+            raise ConfigError(f"the metrics are for {key} {metrics[key]!r} but {checkpoint_path} is at {key} "
+                              f"{have!r}; run `ganzoo evaluate` for this checkpoint before `ganzoo register`")
     metric, value, higher = primary_metric(metrics)
-    name = registered_name(cfg)
+    name = registered_name(cfg, ckpt_cfg)
     uri = store.resolve_uri(cfg.tracking.uri)
     store.require_reachable(uri)
     mlflow.set_tracking_uri(uri)
     client, experiment_id = store.open_client(uri, cfg.tracking.experiment)
 
     # The model goes into the run that trained the checkpoint when this store has it.
-    run_id, _ = store.sidecar_run(client, uri, checkpoint_path.parent)
+    run_id, _ = store.sidecar_run(client, uri, checkpoint_path)
     start = {"run_id": run_id} if run_id else {
         "experiment_id": experiment_id, "run_name": store.run_name(ckpt_cfg),
         "tags": {**store.run_tags(ckpt_cfg), "ganzoo.stage": "register"}}
     with mlflow.start_run(**start) as run:
         info = log_generator(variant, checkpoint_path)
-    numbers = {k: v for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tags = {"ganzoo.primary_metric": metric, "ganzoo.primary_value": repr(value),
             "ganzoo.higher_is_better": str(higher), "ganzoo.variant": ckpt_cfg.variant,
             "ganzoo.dataset": ckpt_cfg.data.source, "ganzoo.checkpoint_step": str(ckpt["step"]),
-            **{f"metric.{k}": repr(float(v)) for k, v in numbers.items()}}
+            **{f"metric.{k}": repr(v) for k, v in store.numeric_metrics(metrics).items()}}
     version = mlflow.register_model(info.model_uri, name, tags=tags)
 
     champion = _champion(client, name)

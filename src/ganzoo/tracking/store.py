@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ganzoo.config import Config, ConfigError
+from ganzoo.config import Config, ConfigError, flatten
 from ganzoo.data.prepared import atomic_write_text
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -73,8 +73,10 @@ def open_client(uri: str, experiment: str):
         return _open_client(uri, experiment)
     from filelock import FileLock  # torch's own dependency
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(db) + ".lock", timeout=300):
+    # The lock file lives in the (git-ignored) artifact folder beside the database.
+    lock = db.resolve().parent / "mlartifacts" / f".{db.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock), timeout=300):
         return _open_client(uri, experiment)
 
 
@@ -123,6 +125,17 @@ def run_name(cfg: Config) -> str:
     return f"{cfg.variant}-{cfg.data.source}-{cfg.data.image_size}"
 
 
+# Numbers in metrics.json that describe the evaluation rather than score the model.
+EVAL_SETTINGS = ("step", "n_samples", "eval_seed", "feature_dim")
+
+
+def numeric_metrics(metrics: dict) -> dict[str, float]:
+    """The scores in an evaluation's metrics, flattened (strings and bools, like `primary_metric`,
+    and the settings above are descriptions, not scores)."""
+    return {k: float(v) for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in EVAL_SETTINGS}
+
+
 # --------------------------------------------------------------------------- sidecar
 
 def read_sidecar(checkpoint_dir: str | Path) -> dict | None:
@@ -138,12 +151,25 @@ def write_sidecar(checkpoint_dir: str | Path, data: dict) -> None:
     atomic_write_text(Path(checkpoint_dir) / SIDECAR, json.dumps(data, indent=2) + "\n")
 
 
-def sidecar_run(client, uri: str, checkpoint_dir: str | Path) -> tuple[str | None, dict | None]:
-    """The run id recorded beside a checkpoint when it lives in this store, else (None, sidecar)."""
+def checkpoint_stamp(path: str | Path) -> list[int] | None:
+    """(size, mtime_ns) of a checkpoint file: tells whether the sidecar was written for this very
+    file, and not for one that a later untracked training (`--no-track`) replaced."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def sidecar_run(client, uri: str, checkpoint: str | Path) -> tuple[str | None, dict | None]:
+    """The run that wrote `checkpoint`, per the sidecar beside it, when that run is in this store
+    and the file is the one the sidecar describes; else (None, sidecar)."""
     from mlflow.exceptions import MlflowException
 
-    side = read_sidecar(checkpoint_dir)
+    side = read_sidecar(Path(checkpoint).parent)
     if side is None or side.get("tracking_uri") != uri:
+        return None, side
+    if side.get("checkpoint") != checkpoint_stamp(checkpoint) or side.get("checkpoint") is None:
         return None, side
     try:
         run = client.get_run(side["run_id"])

@@ -31,12 +31,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _numbers(metrics: dict) -> dict[str, float]:
-    """Flattened numeric metrics (bools and strings, like `primary_metric`, are descriptions)."""
-    return {k: float(v) for k, v in flatten(metrics).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 class NullTracker:
     """What non-zero DDP ranks get: same interface, does nothing."""
 
@@ -141,13 +135,20 @@ class Tracker(NullTracker):
         self._safely(self._log_evaluation, Path(checkpoint_path), metrics, Path(eval_dir))
 
     def _log_evaluation(self, checkpoint_path: Path, metrics: dict, eval_dir: Path) -> None:
-        run_id, side = store.sidecar_run(self.client, self.uri, checkpoint_path.parent)
+        from mlflow.entities import RunTag
+
+        run_id, side = store.sidecar_run(self.client, self.uri, checkpoint_path)
         own_run = run_id is None  # no training run in this store: evaluation gets its own
         if own_run:
             run_id = self._new_run(self.cfg, {"ganzoo.checkpoint": str(checkpoint_path), "ganzoo.stage": "evaluate"})
         self.run_id = run_id
-        step = int((side or {}).get("step", 0)) if not own_run else 0
-        self._log_metrics({f"eval/{k}": v for k, v in _numbers(metrics).items()}, step)
+        # At the checkpoint's step, so the metrics line up with the losses that led to them.
+        step = metrics.get("step", (side or {}).get("step", 0))
+        step = int(step) if isinstance(step, (int, float)) else 0
+        self._log_metrics({f"eval/{k}": v for k, v in store.numeric_metrics(metrics).items()}, step)
+        described = [RunTag(f"eval.{k}", str(v)) for k, v in metrics.items()
+                     if k in store.EVAL_SETTINGS or isinstance(v, (str, bool))]
+        self.client.log_batch(run_id, tags=described[:_BATCH_PARAMS])
         if eval_dir.is_dir():
             for f in sorted(eval_dir.rglob("*")):
                 if f.is_file() and f.suffix.lower() in (".png", ".json", ".csv"):
@@ -184,19 +185,22 @@ class _TrainingHooks(Hooks):
     def _start(self, cfg, start_step):
         t = self.t
         t._training = True
-        run_id, side = store.sidecar_run(t.client, t.uri, self.dir) if start_step > 0 else (None, None)
+        last = self.dir / "last.pt"  # the checkpoint the loop resumed from
+        run_id, _ = store.sidecar_run(t.client, t.uri, last) if start_step > 0 else (None, None)
         if run_id is not None:
             t._resume_run(run_id, cfg, start_step)
         else:
             run_id = t._new_run(cfg)
         t.run_id = run_id
-        self._write_sidecar(start_step)
+        # A resumed run owns the checkpoint it resumed from; a fresh one owns none until it saves.
+        self._write_sidecar(start_step, last if start_step > 0 else None)
         if self.variant.translates:
             self.inputs = sheets.translation_inputs(cfg, paired=self.variant.data.kind == "paired")
 
-    def _write_sidecar(self, step: int) -> None:
+    def _write_sidecar(self, step: int, checkpoint: Path | None = None) -> None:
         store.write_sidecar(self.dir, {"run_id": self.t.run_id, "experiment_id": self.t.experiment_id,
-                                       "tracking_uri": self.t.uri, "step": step})
+                                       "tracking_uri": self.t.uri, "step": step,
+                                       "checkpoint": store.checkpoint_stamp(checkpoint) if checkpoint else None})
 
     def on_log(self, step, losses, images_per_s):
         if not self.t.active:
@@ -229,7 +233,7 @@ class _TrainingHooks(Hooks):
 
     def on_checkpoint(self, step, path):
         if self.t.active:
-            self.t._safely(self._write_sidecar, step)
+            self.t._safely(self._write_sidecar, step, Path(path))
 
     def on_end(self, step, path):
         if not self.t.active:
@@ -246,7 +250,7 @@ class _TrainingHooks(Hooks):
         history = Path(self.cfg.train.metrics_dir) / self.cfg.variant / "losses.csv"
         if history.is_file():
             t.client.log_artifact(t.run_id, str(history), "metrics")
-        self._write_sidecar(step)
+        self._write_sidecar(step, path)
         t.client.set_terminated(t.run_id, "FINISHED")
         t.finished = True
 

@@ -1,10 +1,17 @@
 """The one training loop every variant runs through.
 
-Per step: draw an on-device batch, run the variant's `train_step` under autocast, add its
+Per step: draw an on-device batch, run the variant's `train_step` under autocast (eager,
+compiled nets with train.compile, or one replayed CUDA graph with train.cuda_graphs), add its
 detached losses to on-device accumulators. Every `train.log_every` steps the accumulators are
 read once (the only host sync), appended to the loss history and handed to the hooks (progress
 bar, MLflow). Every `train.checkpoint_every` steps and at the end the full state is written
 atomically, so `resume` continues bit-for-bit on CPU.
+
+Under torchrun (WORLD_SIZE > 1) every rank runs this loop on its own data shard and noise;
+gradients are averaged at each optimizer step (`training.distributed`), logged losses and
+images/s cover all ranks (global batch = train.batch_size x WORLD_SIZE), and only rank 0 runs
+the hooks and writes checkpoints, which hold every rank's sampler and RNG state so a resumed
+multi-process run continues each rank's streams.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ import torch
 from ganzoo.config import Config, ConfigError
 from ganzoo.data.prepared import Prepared, atomic_write_text
 from ganzoo.data.sampler import DeviceBatches
+from ganzoo.training import distributed
 from ganzoo.training.checkpoint import checkpoint_dir, read_checkpoint, save_checkpoint
-from ganzoo.training.device import (autocast_context, dist_info, resolve_device, rng_state,
-                                    seed_everything, set_rng_state, use_channels_last)
+from ganzoo.training.device import (make_train_step, resolve_device, rng_state, seed_everything,
+                                    set_rng_state, use_channels_last)
 from ganzoo.variants import registry
 from ganzoo.variants.base import DataSpec, Variant
 
@@ -117,12 +125,39 @@ class _Progress(Hooks):
             self.bar.close()
 
 
+def _rank_state(saved: dict, ctx: distributed.DistContext) -> dict:
+    """This rank's sampler/RNG/accumulator state from a checkpoint. A checkpoint written by the
+    same number of processes restores every rank's own streams; otherwise rank 0 takes the
+    checkpoint's and the other ranks keep their fresh seeds (the run continues, not bit-exactly)."""
+    ranks = saved.get("ranks")
+    if ctx.world > 1 and ranks is not None and len(ranks) == ctx.world:
+        return ranks[ctx.rank]
+    if ctx.world > 1 or ranks is not None:
+        if ctx.is_main:
+            print(f"[ganzoo] resuming a {len(ranks or [0])}-process checkpoint with {ctx.world} process(es): "
+                  f"ranks other than 0 restart their data and noise streams")
+        if not ctx.is_main:
+            return {"acc": saved["acc"]}
+    return {"sampler": saved["sampler"], "rng": saved["rng"], "acc": saved["acc"]}
+
+
 def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hooks] | None = None) -> TrainResult:
     """resume: 'no' starts fresh, 'yes' continues last.pt (error if incompatible), 'auto'
     continues when compatible and starts fresh otherwise (what `dvc repro` uses)."""
     cfg = registry.resolve(cfg)
-    rank, world = dist_info()
-    device = resolve_device(cfg.train.device)
+    device = distributed.rank_device(resolve_device(cfg.train.device))
+    if cfg.train.cuda_graphs and device.type != "cuda":  # before anything is built or joined
+        raise ConfigError("train.cuda_graphs needs CUDA; set train.cuda_graphs=false")
+    ctx = distributed.setup(device)
+    try:
+        return _train(cfg, prep, resume, hooks, device, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train(cfg: Config, prep: Prepared, resume: str, hooks: list[Hooks] | None, device: torch.device,
+           ctx: distributed.DistContext) -> TrainResult:
+    rank, world = ctx.rank, ctx.world
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     variant_cls = registry.get_variant(cfg.variant)
@@ -142,7 +177,8 @@ def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hook
             if resume == "yes":
                 raise ConfigError(f"cannot resume {last}: its {why} differs from the current config; "
                                   f"restore it or train without --resume")
-            print(f"[ganzoo] {last} was trained with a different {why}; starting fresh")
+            if rank == 0:
+                print(f"[ganzoo] {last} was trained with a different {why}; starting fresh")
             saved = None
         elif saved["step"] > cfg.train.steps:
             if resume == "yes":
@@ -151,14 +187,14 @@ def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hook
             saved = None
     elif resume == "yes":
         raise ConfigError(f"--resume: no checkpoint at {last}; train without --resume first")
+    had_checkpoint = last.exists()  # decided before rank 0 may write one
 
     seed_everything(cfg.seed + rank)
     spec = data_spec(prep)
     variant = registry.build(cfg, spec, device)
+    if cfg.train.sync_batchnorm:
+        distributed.convert_sync_batchnorm(variant.nets, device, world)
     channels_last = use_channels_last(device, cfg.train.channels_last)
-    if channels_last:
-        for net in variant.nets.values():
-            net.to(memory_format=torch.channels_last)
     batches = DeviceBatches(prep, cfg.train.batch_size, device, cfg.seed, rank, world, channels_last)
     batches.batches_per_step = variant.batches_per_step
 
@@ -166,49 +202,62 @@ def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hook
     acc: dict[str, torch.Tensor] = {}
     if saved is not None:
         variant.load_state_dict(saved["state"])
-        batches.load_state_dict(saved["sampler"])
-        set_rng_state(saved["rng"])
+        mine = _rank_state(saved, ctx)
+        if "sampler" in mine:
+            batches.load_state_dict(mine["sampler"])
+            set_rng_state(mine["rng"], device)
         start, history = saved["step"], list(saved["history"])
-        acc = {k: v.to(device) for k, v in saved["acc"].items()}
+        acc = {k: v.to(device) for k, v in mine["acc"].items()}
+    if world > 1:
+        distributed.broadcast_state(variant.nets)  # ranks were seeded differently
+        distributed.average_gradients_at_step(variant.optims, world)
+    if channels_last:
+        for net in variant.nets.values():
+            net.to(memory_format=torch.channels_last)
+    train_step = make_train_step(variant, device, cfg.train, world)
 
-    hooks = [_Progress(cfg.train.steps, start, cfg.train.progress and rank == 0), *(hooks or [])]
+    hooks = [_Progress(cfg.train.steps, start, cfg.train.progress), *(hooks or [])] if rank == 0 else []
     for h in hooks:
         h.on_start(cfg, variant, start)
 
     def checkpoint(step: int) -> None:
+        # Every rank hands over its own streams (a collective, so every rank calls this).
+        states = distributed.gather_objects({"sampler": batches.state_dict(), "rng": rng_state(device),
+                                             "acc": {k: v.detach().cpu() for k, v in acc.items()}}, ctx)
         if rank != 0:
             return
-        save_checkpoint(last, cfg=cfg, data=spec, step=step, variant=variant,
-                        extra={"sampler": batches.state_dict(), "rng": rng_state(), "history": history,
-                               "acc": {k: v.detach().cpu() for k, v in acc.items()}})
+        extra = {**states[0], "history": history}
+        if world > 1:
+            extra["ranks"] = states
+        save_checkpoint(last, cfg=cfg, data=spec, step=step, variant=variant, extra=extra)
         write_history(history_path, history)
         for h in hooks:
             h.on_checkpoint(step, last)
 
     variant.train()
-    amp = autocast_context(device, cfg.train.amp)
+    images_per_step = cfg.train.batch_size * variant.batches_per_step * world  # real images consumed
     window_start, window_steps = time.perf_counter(), 0
     step = start
     for step in range(start + 1, cfg.train.steps + 1):
         batch = batches.next()
-        with amp:
-            losses = variant.train_step(batch)
+        losses = train_step(batch)
         for k, v in losses.items():  # on-device sums: no host sync here
             acc[k] = acc[k] + v.float() if k in acc else v.float().clone()
         window_steps += 1
         if step % cfg.train.log_every == 0 or step == cfg.train.steps:
             n = max(1, step - (history[-1]["step"] if history else 0))
-            values = dict(zip(acc, torch.stack(list(acc.values())).div(n).tolist()))  # the one sync
+            means = distributed.mean_over_ranks(torch.stack(list(acc.values())).div(n), ctx)
+            values = dict(zip(acc, means.tolist()))  # the one host sync
             acc = {}
             elapsed = time.perf_counter() - window_start
-            ips = window_steps * cfg.train.batch_size * world / max(elapsed, 1e-9)
+            ips = window_steps * images_per_step / max(elapsed, 1e-9)
             history.append({"step": step, **values})
             for h in hooks:
                 h.on_log(step, values, ips)
             window_start, window_steps = time.perf_counter(), 0
         if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
             checkpoint(step)
-    if step == start and rank == 0 and not last.exists():
+    if step == start and not had_checkpoint:
         checkpoint(step)
     for h in hooks:
         h.on_end(step, last)

@@ -30,6 +30,7 @@ class TwoWayTranslator(Variant):
     data_kind = "unpaired"  # paired sources train it too: the pairing is simply not used
     translates = True
     directions: ClassVar[tuple[str, ...]] = ("AtoB", "BtoA")
+    default_source: ClassVar[str] = "digits_unpaired"  # the embedded offline task this variant defaults to
 
     def channels(self) -> tuple[int, int]:
         return self.data.image_shape[0], (self.data.image_shape_b or self.data.image_shape)[0]

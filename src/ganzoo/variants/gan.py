@@ -38,5 +38,13 @@ class GAN(Variant):
         self.step(self.optims["g"], loss_g)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
+    @property
+    def latent_dim(self) -> int:
+        return self.hp.z_dim
+
+    def decode(self, z):
+        """Latent -> image (what interpolation strips walk along)."""
+        return self.nets["g"](z)
+
     def sample(self, n, generator=None, labels=None, codes=None):
-        return self.nets["g"](self.noise(n, self.hp.z_dim, generator))
+        return self.decode(self.noise(n, self.hp.z_dim, generator))

@@ -23,7 +23,7 @@ def check_direction(variant: Variant, direction: str) -> None:
     """ConfigError unless `variant` can translate in `direction`."""
     if direction not in DIRECTIONS:
         raise ConfigError(f"direction {direction!r} is unknown; use AtoB or BtoA")
-    if direction not in variant.directions:
+    if direction not in getattr(variant, "directions", DIRECTIONS):
         raise ConfigError(f"{variant.name} learns one mapping, input -> target of the data.direction it was "
                           f"trained with, so it cannot translate {direction}; use --direction AtoB, or train "
                           f"another model with the other data.direction (or cyclegan/discogan, which learn both ways)")
@@ -46,6 +46,7 @@ class Pix2Pix(Variant):
     HParams = Pix2PixParams
     translates = True
     directions: ClassVar[tuple[str, ...]] = ("AtoB",)
+    default_source: ClassVar[str] = "digits_paired"  # the embedded offline task this variant defaults to
 
     def build(self) -> None:
         hp = self.hp

@@ -32,6 +32,7 @@ class WGANGPParams(HParams):
 class WGANGP(WGAN):
     name = "wgan_gp"
     HParams = WGANGPParams
+    double_backward_nets = ("d",)  # the penalty differentiates the critic twice: train.compile leaves it eager
 
     def make_optimizer(self, params, net: str) -> torch.optim.Optimizer:
         return self.adam(params, net)

@@ -1,0 +1,184 @@
+"""Sample quality of the image-synthesis variants on MNIST, with one fixed step budget.
+
+Trains gan, dcgan, cgan, infogan, wgan, wgan_gp, lsgan and began on the shared MNIST test split
+(10,000 digits, 32x32) through the pipeline's own stages (prepare -> train -> evaluate), then
+reports per variant the evaluation's primary metric (FID in the evaluation classifier's feature
+space), the share of the ten digits covered, cgan's label accuracy and infogan's categorical
+purity, against the targets of issue 3. Writes benchmarks/out/quality.json and one sample sheet
+per variant to docs/img/<variant>.png, and prints a markdown table.
+
+    nice -n 10 .venv/bin/python benchmarks/quality.py                 # everything, ~30 min on 2 CPU cores
+    .venv/bin/python benchmarks/quality.py --variants cgan --steps 200  # a quick look
+
+Every variant keeps its paper's hyper-parameters (losses, optimisers, n_critic, gamma, ...); only
+the network widths are narrowed (BENCH_MODEL) so the whole run fits a small CPU. All variants
+see the same number of generator steps and the same batch size; the WGANs' critics take n_critic
+batches per step, as their papers prescribe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import torch  # noqa: E402
+
+from ganzoo import stages  # noqa: E402
+from ganzoo.config import load_config  # noqa: E402
+
+VARIANTS = ["gan", "dcgan", "cgan", "infogan", "wgan", "wgan_gp", "lsgan", "began"]
+
+# Narrow nets: MNIST at 32x32 needs little capacity, and the budget is a shared 2-core CPU.
+BENCH_MODEL: dict[str, dict] = {
+    "gan": {"hidden": 128},
+    "dcgan": {"ngf": 32, "ndf": 32},
+    "cgan": {"ngf": 32, "ndf": 32},
+    "infogan": {"ngf": 32, "ndf": 32},
+    "wgan": {"ngf": 16, "ndf": 16},  # n_critic 5: five critic updates per step
+    "wgan_gp": {"ngf": 16, "ndf": 16},  # ...each with a double backward for the penalty
+    "lsgan": {"ngf": 32, "ndf": 32},
+    "began": {"n_filters": 8, "h_dim": 32, "z_dim": 32},  # full-resolution 3x3 convs
+}
+
+# Relative cost of one step with the widths above (measured on CPU): schedules the jobs.
+COST = {"gan": 0.3, "dcgan": 1, "cgan": 1, "infogan": 1.2, "lsgan": 1, "wgan": 1.5, "wgan_gp": 3, "began": 2.5}
+
+TARGETS = {"label_accuracy": 0.95, "infogan_purity": 0.8, "mode_coverage": 1.0}
+SHEETS = {"cgan": "classes.png"}  # the class-per-row sheet shows the conditioning; others: samples.png
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    p.add_argument("--steps", type=int, default=1500, help="generator steps per variant (same for all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--eval-samples", type=int, default=2000)
+    p.add_argument("--mnist-root", type=Path, default=REPO.parent / "shared" / "datasets" / "mnist")
+    p.add_argument("--work", type=Path, default=None, help="folder for data/checkpoints/eval (default: a temp folder)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "quality.json")
+    p.add_argument("--sheets", type=Path, default=REPO / "docs" / "img")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; 1 is fastest on a machine other jobs share")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="variants trained at once, each in its own process (one per CPU core)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def config_for(variant: str, args: argparse.Namespace, work: Path):
+    model = [f"model.{variant}.{k}={v}" for k, v in BENCH_MODEL[variant].items()]
+    return load_config(None, [
+        f"variant={variant}", f"seed={args.seed}",
+        "data.source=mnist", f"data.root={args.mnist_root}", f"data.image_size={args.image_size}",
+        "data.download=false", f"data.prepared_dir={work / 'data' / 'prepared'}",
+        f"train.steps={args.steps}", f"train.batch_size={args.batch_size}", f"train.device={args.device}",
+        f"train.threads={args.threads}", "train.progress=false", f"train.log_every={max(1, args.steps // 10)}",
+        f"train.checkpoint_every={args.steps}", f"train.out_dir={work / 'checkpoints'}",
+        f"train.metrics_dir={work / 'metrics'}",
+        f"eval.n_samples={args.eval_samples}", f"eval.out_dir={work / 'eval'}",
+        f"eval.classifier_dir={work / 'classifier'}", "tracking.enabled=false", *model,
+    ])
+
+
+def run_variant(variant: str, args: argparse.Namespace, work: Path) -> dict:
+    torch.set_num_threads(args.threads)  # also in worker processes
+    cfg = config_for(variant, args, work)
+    t0 = time.perf_counter()
+    result = stages.train(cfg, track=False)
+    t1 = time.perf_counter()
+    metrics = stages.evaluate(cfg, result.checkpoint, track=False)
+    t2 = time.perf_counter()
+    sheet_dir = work / "eval" / variant / "sheets"
+    sheet = sheet_dir / SHEETS.get(variant, "samples.png")
+    if sheet.exists():
+        args.sheets.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sheet, args.sheets / f"{variant}.png")
+    last = result.history[-1] if result.history else {}
+    return {"variant": variant, "steps": result.steps, "train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1),
+            "model": BENCH_MODEL[variant], "final_losses": {k: v for k, v in last.items() if k != "step"},
+            "metrics": metrics}
+
+
+def fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | FID (classifier) | mode coverage | cgan label acc. | infogan purity | train s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        m = r["metrics"]
+        lines.append(f"| {r['variant']} | {fmt(m.get(m.get('primary_metric', 'fid_classifier')), 2)} | "
+                     f"{fmt(m.get('mode_coverage'), 2)} | {fmt(m.get('label_accuracy'))} | "
+                     f"{fmt(m.get('infogan_purity'))} | {r['train_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def target_misses(rows: list[dict]) -> list[str]:
+    misses = []
+    for r in rows:
+        for key, target in TARGETS.items():
+            value = r["metrics"].get(key)
+            if value is not None and value < target:
+                misses.append(f"{r['variant']}: {key} = {value:.3f} < {target}")
+    return misses
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not (args.mnist_root / "MNIST" / "raw").is_dir():
+        print(f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root", file=sys.stderr)
+        return 2
+    tmp = None
+    if args.work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-quality-")
+        args.work = Path(tmp.name)
+    start = time.perf_counter()
+    try:
+        first = config_for(args.variants[0], args, args.work)
+        stages.prepare(first)
+        stages.fit_classifier(first)  # once, before parallel evaluations would each train it
+        # Slowest first, so parallel jobs finish close together.
+        order = sorted(args.variants, key=lambda v: -COST.get(v, 1))
+        done: dict[str, dict] = {}
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process that already ran torch ops
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=spawn) as pool:
+            futures = {pool.submit(run_variant, v, args, args.work): v for v in order}
+            for fut in concurrent.futures.as_completed(futures):
+                r = done[futures[fut]] = fut.result()
+                m = r["metrics"]
+                print(f"[quality] {r['variant']}: {r['train_s']:.0f}s train, {r['eval_s']:.0f}s eval, "
+                      f"{m.get('primary_metric')}={m.get(m.get('primary_metric'))}", flush=True)
+        rows = [done[v] for v in args.variants]
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    wall = time.perf_counter() - start
+    misses = target_misses(rows)
+    report = {"dataset": "mnist test split (10,000 images)", "image_size": args.image_size,
+              "steps": args.steps, "batch_size": args.batch_size, "threads": args.threads,
+              "device": args.device, "seed": args.seed, "eval_samples": args.eval_samples,
+              "wall_s": round(wall, 1), "targets": TARGETS, "target_misses": misses, "variants": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(rows))
+    print(f"\nwall time {wall / 60:.1f} min; JSON: {args.out}; sheets: {args.sheets}/")
+    print("targets: all met" if not misses else "targets missed:\n  " + "\n  ".join(misses))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""train.compile and train.cuda_graphs: measured options that must not change what is trained or
+saved, and that refuse clearly where they cannot work. CUDA-only checks are marked gpu."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import make_prepared
+from ganzoo.config import ConfigError, load_config
+from ganzoo.data.sampler import DeviceBatches
+from ganzoo.training.checkpoint import read_checkpoint
+from ganzoo.training.device import compile_nets, cuda_graph_blocker, make_train_step
+from ganzoo.training.loop import data_spec, train_loop
+from ganzoo.variants import registry
+
+WIDTHS = ("ngf", "ndf", "hidden", "n_filters", "h_dim", "q_hidden", "embed_dim")
+NOT_CAPTURABLE = {"began", "cyclegan"}  # k_t re-bound each step; image pools + lr schedule
+
+
+def tiny(variant, steps=2, extra=()):
+    cls = registry.get_variant(variant)
+    widths = [f"model.{variant}.{k}=8" for k in WIDTHS if k in cls.HParams.model_fields]
+    return load_config(None, [f"variant={variant}", f"train.steps={steps}", "train.batch_size=4", "train.log_every=1",
+                              "train.checkpoint_every=100", "train.progress=false", "tracking.enabled=false",
+                              *widths, *extra])
+
+
+def data_for(variant, size=16):
+    kind = registry.get_variant(variant).data_kind
+    return make_prepared({"labelled": "images"}.get(kind, kind), n=16, size=size)
+
+
+def built(variant, device="cpu", size=16):
+    cfg = registry.resolve(tiny(variant))
+    prep = data_for(variant, size)
+    return registry.build(cfg, data_spec(prep), device), prep, cfg
+
+
+def test_cuda_graphs_on_cpu_is_a_clear_error(in_tmp):
+    with pytest.raises(ConfigError, match=r"train.cuda_graphs needs CUDA; set train.cuda_graphs=false"):
+        train_loop(tiny("dcgan", extra=["train.cuda_graphs=true", "train.device=cpu"]), data_for("dcgan"))
+    assert not (in_tmp / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("variant", registry.names())
+def test_cuda_graph_blocker_names_variants_with_host_side_step_state(variant):
+    v, _, _ = built(variant, size=32)
+    why = cuda_graph_blocker(v)
+    if variant in NOT_CAPTURABLE:
+        assert why, variant
+    else:
+        assert why is None, (variant, why)
+
+
+def test_compile_keeps_checkpoint_keys_and_leaves_double_backward_nets_eager():
+    v, _, _ = built("wgan_gp")
+    keys = {k: list(net.state_dict()) for k, net in v.nets.items()}
+    assert compile_nets(v) == ["g"]  # the critic is differentiated twice by the gradient penalty
+    assert {k: list(net.state_dict()) for k, net in v.nets.items()} == keys
+    v, _, _ = built("dcgan")
+    assert compile_nets(v) == ["g", "d"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_compile_trains_on_cpu_like_eager_with_the_same_checkpoint(in_tmp):
+    """Inductor compiles C++ kernels here: minutes on a busy 2-core machine, hence slow."""
+    prep = data_for("dcgan")
+    eager = train_loop(tiny("dcgan", extra=["train.out_dir=eager", "train.threads=1"]), prep)
+    compiled = train_loop(tiny("dcgan", extra=["train.out_dir=compiled", "train.compile=true", "train.threads=1"]), prep)
+    a, b = read_checkpoint(eager.checkpoint), read_checkpoint(compiled.checkpoint)
+    assert {k: list(v) for k, v in a["state"]["nets"].items()} == {k: list(v) for k, v in b["state"]["nets"].items()}
+    for x, y in zip(a["history"], b["history"]):  # same seed, same batches: same numbers up to fusion rounding
+        for k in ("loss_d", "loss_g"):
+            assert math.isfinite(y[k]) and y[k] == pytest.approx(x[k], rel=1e-3), (k, x, y)
+
+
+# --------------------------------------------------------------------------- CUDA only
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", registry.names())
+def test_no_host_sync_inside_a_training_step(variant):
+    """torch.cuda sync debug mode turns any device->host wait inside train_step into an error."""
+    if variant == "cyclegan":
+        pytest.xfail("ImagePool builds its index tensors on the host and copies them with blocking H2D copies")
+    v, prep, cfg = built(variant, "cuda", size=32)
+    batches = DeviceBatches(prep, 4, v.device, 0)
+    batches.batches_per_step = v.batches_per_step
+    step = make_train_step(v, v.device, cfg.train)
+    step(batches.next())  # first step: lazy optimizer state and cuDNN setup
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step(batches.next())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["dcgan", "wgan_gp", "infogan"])
+def test_cuda_graph_step_trains_like_eager(variant, in_tmp):
+    prep = data_for(variant, 32)
+    common = ["train.steps=8", "train.log_every=8", 'train.amp="off"', "train.device=cuda"]
+    eager = train_loop(tiny(variant, extra=[*common, "train.out_dir=eager"]), prep)
+    graphed = train_loop(tiny(variant, extra=[*common, "train.out_dir=graphed", "train.cuda_graphs=true"]), prep)
+    a, b = eager.history[-1], graphed.history[-1]
+    for k in a:  # 3 eager warm-up steps, then 5 replays of the captured step
+        assert math.isfinite(b[k]) and b[k] == pytest.approx(a[k], rel=2e-2, abs=1e-3), (k, a, b)
+    ca, cb = read_checkpoint(eager.checkpoint), read_checkpoint(graphed.checkpoint)
+    for net, state in ca["state"]["nets"].items():
+        assert list(state) == list(cb["state"]["nets"][net])
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_refuse_variants_with_host_side_state(in_tmp):
+    with pytest.raises(ConfigError, match="began.*cannot be captured"):
+        train_loop(tiny("began", extra=["train.cuda_graphs=true", "train.device=cuda"]), data_for("began"))
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_compile_and_cuda_graphs_together_with_bf16(in_tmp):
+    result = train_loop(tiny("dcgan", steps=6, extra=["train.device=cuda", "train.compile=true",
+                                                    "train.cuda_graphs=true", "train.amp=bf16"]), data_for("dcgan", 32))
+    assert all(math.isfinite(v) for k, v in result.history[-1].items() if k != "step")
