@@ -38,11 +38,11 @@ from ganzoo.config import load_config  # noqa: E402
 VARIANTS = ["pix2pix", "cyclegan", "discogan"]
 
 BENCH: dict[str, dict] = {
-    "pix2pix": {"source": "digits_paired", "steps": 600, "batch_size": 16,
+    "pix2pix": {"source": "digits_paired", "steps": 400, "batch_size": 16,
                 "model": {"ngf": 32, "ndf": 32}},
-    "cyclegan": {"source": "digits_unpaired", "steps": 600, "batch_size": 8,
+    "cyclegan": {"source": "digits_unpaired", "steps": 400, "batch_size": 8,
                  "model": {"ngf": 16, "ndf": 32, "n_blocks": 3}},
-    "discogan": {"source": "digits_unpaired", "steps": 500, "batch_size": 32,
+    "discogan": {"source": "digits_unpaired", "steps": 400, "batch_size": 32,
                  "model": {"ngf": 32, "ndf": 32}},
 }
 TARGETS = {"class_preservation": 0.9}  # on the unpaired task (issue 4)

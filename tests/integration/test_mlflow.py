@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -188,11 +189,12 @@ def test_sample_accepts_a_registry_uri(project, registered, monkeypatch):
 
 # --------------------------------------------------------------------------- pyfunc models
 
-def _trained_checkpoint(root: Path, variant: str, source: str, extra: list[str]) -> tuple:
+def _trained_checkpoint(variant: str, source: str, extra: list[str]) -> Path:
+    """Two tracked training steps of a tiny `variant` in the current folder."""
     cfg = load_config(None, [*BASE, f"variant={variant}", f"data.source={source}", "train.steps=2",
                              f"train.out_dir=pyfunc_{variant}", *extra])
     stages.prepare(cfg)
-    return cfg, stages.train(cfg).checkpoint
+    return stages.train(cfg).checkpoint
 
 
 CASES = {  # variant: (data source, tiny overrides, request, request index of each returned image)
@@ -210,6 +212,7 @@ def test_registered_unconditional_model_loads_and_predicts(project, registered):
     from ganzoo.tracking.pyfunc import load_variant_from_uri
 
     uri = f"models:/{NAME}@champion"
+    mlflow.set_tracking_uri(f"sqlite:///{project.root / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.get_input_schema().input_names() == ["n", "seed"]
     out = model.predict(pd.DataFrame({"n": [2, 3], "seed": [0, 1]}))
@@ -228,7 +231,7 @@ def test_conditional_and_translation_models_load_and_predict(project, monkeypatc
 
     monkeypatch.chdir(project.root)
     source, extra, request, expected_rows = CASES[variant]
-    _, ckpt = _trained_checkpoint(project.root, variant, source, extra)
+    ckpt = _trained_checkpoint(variant, source, extra)
     trained, _, _ = load_variant(ckpt)
     # Its training was tracked too: the final sheet (samples per class / input, output, target rows).
     sheets = project.client.list_artifacts(sidecar(project.root, f"pyfunc_{variant}", variant)["run_id"], "images")
@@ -316,6 +319,11 @@ def test_mlflow_serves_the_champion_over_rest(project, registered):
         req = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as r:
             predictions = json.loads(r.read())["predictions"]
+        too_many = json.dumps({"dataframe_split": {"columns": ["n"], "data": [[100000]]}}).encode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(base + "/invocations", data=too_many,
+                                                          headers={"Content-Type": "application/json"}), timeout=60)
+        assert refused.value.code == 400 and "images per request row" in refused.value.read().decode()
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn worker it started
         try:
@@ -328,5 +336,6 @@ def test_mlflow_serves_the_champion_over_rest(project, registered):
     # The same request in-process gives the same images: serving adds nothing random.
     import mlflow
 
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     local = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(pd.DataFrame({"n": [3], "seed": [7]}))
     assert [p["image"] for p in predictions] == local["image"].tolist()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from conftest import make_prepared
@@ -20,7 +21,8 @@ from ganzoo.variants import registry as variants
 
 TINY = {"dcgan": ["model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=8"],
         "cgan": ["model.cgan.ngf=8", "model.cgan.ndf=8", "model.cgan.z_dim=8", "model.cgan.embed_dim=4"],
-        "pix2pix": ["model.pix2pix.ngf=8", "model.pix2pix.ndf=8", "model.pix2pix.n_layers=2"]}
+        "pix2pix": ["model.pix2pix.ngf=8", "model.pix2pix.ndf=8", "model.pix2pix.n_layers=2"],
+        "infogan": ["model.infogan.ngf=8", "model.infogan.ndf=8", "model.infogan.z_dim=8", "model.infogan.q_hidden=8"]}
 
 
 def tiny_variant(name: str):
@@ -205,9 +207,9 @@ def test_predict_samples_n_images_per_request_reproducibly():
 
 def test_predict_rejects_labels_for_unconditional_and_huge_n():
     model = _model("dcgan")
-    with pytest.raises(ValueError, match="unconditional"):
+    with pytest.raises(MlflowException, match="unconditional"):
         model.predict(None, pd.DataFrame({"n": [1], "label": [3]}))
-    with pytest.raises(ValueError, match="1..1024"):
+    with pytest.raises(MlflowException, match="1..1024"):
         model.predict(None, pd.DataFrame({"n": [5000]}))
 
 
@@ -217,6 +219,14 @@ def test_predict_conditional_uses_the_label():
     assert len(out) == 4 and out["image"][0] != out["image"][2]  # same noise, other class
 
 
+def test_predict_applies_infogan_codes_and_reports_unknown_ones():
+    model = _model("infogan")
+    out = model.predict(None, pd.DataFrame({"n": [1, 1], "seed": [0, 0], "codes": ["cat=0,c1=-1.5", "cat=0,c1=1.5"]}))
+    assert out["image"][0] != out["image"][1]  # same noise, the continuous code moved
+    with pytest.raises(MlflowException, match="unknown code 'zz'"):
+        model.predict(None, pd.DataFrame({"n": [1], "codes": ["zz=1"]}))
+
+
 def test_predict_translates_base64_png_and_rejects_the_wrong_direction():
     from ganzoo.tracking.pyfunc import encode_png
 
@@ -224,14 +234,14 @@ def test_predict_translates_base64_png_and_rejects_the_wrong_direction():
     image = encode_png(torch.rand(3, 32, 32) * 2 - 1)  # colour and larger: converted and resized
     out = model.predict(None, pd.DataFrame({"image": [image, image]}))
     assert out["request"].tolist() == [0, 1] and _decode(out["image"][0]).shape == (16, 16)
-    with pytest.raises(ValueError, match="AtoB"):
+    with pytest.raises(MlflowException, match="AtoB"):
         model.predict(None, pd.DataFrame({"image": [image], "direction": ["BtoA"]}))
-    with pytest.raises(ValueError, match="base64"):
+    with pytest.raises(MlflowException, match="base64"):
         model.predict(None, pd.DataFrame({"image": ["not an image"]}))
 
 
 @pytest.mark.parametrize("name, columns", [("dcgan", {"n", "seed"}), ("cgan", {"n", "seed", "label"}),
-                                           ("pix2pix", {"image", "direction"})])
+                                           ("infogan", {"n", "seed", "codes"}), ("pix2pix", {"image", "direction"})])
 def test_signature_matches_the_input_example(name, columns):
     from ganzoo.tracking.pyfunc import input_example, signature
 
@@ -252,3 +262,12 @@ def test_sidecar_run_only_matches_the_checkpoint_it_was_written_for(in_tmp):
     assert store.sidecar_run(client, "sqlite:////elsewhere/mlflow.db", ckpt)[0] is None  # another store
     ckpt.write_bytes(b"retrained without tracking")
     assert store.sidecar_run(client, uri, ckpt)[0] is None
+
+
+def test_run_tags_name_the_dvc_stage_when_dvc_runs_us(monkeypatch):
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    cfg = load_config(None, ["variant=cgan", "data.source=mnist"])
+    tags = store.run_tags(cfg)
+    assert tags["ganzoo.variant"] == "cgan" and tags["ganzoo.dataset"] == "mnist" and "dvc.stage" not in tags
+    monkeypatch.setenv("DVC_STAGE", "train")
+    assert store.run_tags(cfg)["dvc.stage"] == "train"

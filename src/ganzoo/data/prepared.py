@@ -64,11 +64,21 @@ def content_hash(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _write_temp(path: Path, write) -> str:
     """Call write(file_obj) on a synced temp file beside `path`; return the temp file's name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

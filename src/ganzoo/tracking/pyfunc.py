@@ -26,7 +26,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import PIL
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 from PIL import Image
@@ -36,6 +38,11 @@ from ganzoo.data.prepared import to_uint8, to_unit_range
 
 MAX_IMAGES = 1024  # per request row: a served model should not be asked for unbounded memory
 OUTPUT_SCHEMA = Schema([ColSpec("long", "request"), ColSpec("string", "image")])
+
+
+def bad_request(message: str) -> MlflowException:
+    """The client's mistake: the scoring server answers it with HTTP 400 and this message."""
+    return MlflowException.invalid_parameter_value(message)
 
 
 def encode_png(image: torch.Tensor) -> str:
@@ -53,7 +60,7 @@ def decode_png(text: str, shape: tuple[int, int, int]) -> torch.Tensor:
         img = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
         img.load()
     except Exception as exc:  # noqa: BLE001 -- any undecodable input is the client's error
-        raise ValueError(f"column 'image' must hold base64-encoded PNG/JPEG images ({type(exc).__name__})") from None
+        raise bad_request(f"column 'image' must hold base64-encoded PNG/JPEG images ({type(exc).__name__})") from None
     img = img.convert("L" if c == 1 else "RGB")
     if img.size != (w, h):
         img = img.resize((w, h), Image.BICUBIC)
@@ -113,7 +120,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
         n = int(request["n"]) if _present(request.get("n")) else 1
         if not 1 <= n <= MAX_IMAGES:
-            raise ValueError(f"n = {n}: ask for 1..{MAX_IMAGES} images per request row")
+            raise bad_request(f"n = {n}: ask for 1..{MAX_IMAGES} images per request row")
         seed = int(request["seed"]) if _present(request.get("seed")) else 0
         labels = None
         if _present(request.get("label")):
@@ -121,14 +128,14 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         try:
             codes = parse_codes(request["codes"]) if _present(request.get("codes")) else None
             return generate(self.variant, n, seed=seed, labels=labels, codes=codes)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
+        except ConfigError as err:  # labels for an unconditional model, unknown codes...
+            raise bad_request(str(err)) from None
 
     @torch.no_grad()
     def _translate(self, request: dict) -> torch.Tensor:
         direction = request.get("direction") if _present(request.get("direction")) else "AtoB"
         if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction = {direction!r}: use AtoB or BtoA")
+            raise bad_request(f"direction = {direction!r}: use AtoB or BtoA")
         data = self.variant.data
         shape = data.image_shape if direction == "AtoB" else (data.image_shape_b or data.image_shape)
         x = decode_png(request["image"], tuple(shape)).unsqueeze(0).to(self.variant.device)
@@ -136,7 +143,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         try:
             return self.variant.translate(x, direction).float().cpu()
         except ConfigError as err:  # e.g. BtoA asked of a one-way pix2pix
-            raise ValueError(str(err)) from None
+            raise bad_request(str(err)) from None
 
 
 def pip_requirements() -> list[str]:
@@ -146,7 +153,6 @@ def pip_requirements() -> list[str]:
     def base(version: str) -> str:
         return version.split("+")[0]  # drop local tags such as +cpu / +cu124
 
-    import PIL
     return [f"torch=={base(torch.__version__)}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
             f"pillow=={PIL.__version__}", f"mlflow=={mlflow.__version__}", f"ganzoo=={ganzoo.__version__}"]
 
@@ -166,9 +172,8 @@ def log_generator(variant, checkpoint_path, name: str = "generator"):
 
 
 def load_variant_from_uri(uri: str, device: str = "cpu"):
-    """The trained Variant behind an MLflow model URI (`models:/NAME@champion`, `runs:/ID/generator`)."""
-    from mlflow.exceptions import MlflowException
-
+    """The trained Variant behind an MLflow model URI (`models:/NAME@champion`, `runs:/ID/generator`),
+    from the store `$MLFLOW_TRACKING_URI` names, else ./mlflow.db."""
     from ganzoo.tracking.store import resolve_uri
 
     tracking_uri = resolve_uri(None)

@@ -108,8 +108,8 @@ def git_commit() -> str | None:
 
 
 def run_tags(cfg: Config) -> dict[str, str]:
-    """Tags every ganzoo run carries. `DVC_STAGE` is set by the commands in dvc.yaml
-    (`DVC_STAGE=train ganzoo train`); `DVC_EXP_NAME` is set by `dvc exp run` itself."""
+    """Tags every ganzoo run carries. DVC sets `DVC_STAGE` (the stage's name) for every stage
+    command it runs, and `DVC_EXP_NAME` under `dvc exp run`; outside DVC there is no such tag."""
     tags = {"ganzoo.variant": cfg.variant, "ganzoo.dataset": cfg.data.source,
             "ganzoo.image_size": str(cfg.data.image_size)}
     commit = git_commit()
