@@ -25,13 +25,15 @@ WORKDIR /home/ganzoo/app
 # keeps using it; make reads VENV from the environment (`VENV ?= .venv`). PYTHONPATH makes
 # `flows` importable from any working directory (Prefect workers start runs elsewhere).
 ENV VENV=/home/ganzoo/venv \
+    VENV_FLAGS=--system-site-packages \
     PATH=/home/ganzoo/venv/bin:$PATH \
     PYTHONPATH=/home/ganzoo/app \
     PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1
 
 # Installed exactly as the README does (`make install`: venv + pip install -e ".[dev]"), in a
-# layer of its own that is rebuilt only when these files change.
+# layer of its own that is rebuilt only when these files change. VENV_FLAGS lets the venv see
+# the base image's CUDA torch, which satisfies pyproject's range, so pip fetches no second copy.
 COPY --chown=ganzoo:ganzoo Makefile pyproject.toml README.md ./
 COPY --chown=ganzoo:ganzoo src ./src
 RUN make install

@@ -2,13 +2,15 @@
 # Both install what they need into .venv first; the Dockerfile runs the same `make install`.
 PYTHON ?= python3
 VENV   ?= .venv
+# The Docker image sets --system-site-packages so the base image's CUDA torch is reused.
+VENV_FLAGS ?=
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run test test-fast repro clean
 
 $(BIN)/ganzoo: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganzoo.config import ConfigError
 from ganzoo.data.prepared import Prepared, atomic_write_bytes, content_hash, to_unit_range
 
 CLASSIFIER_SEED = 0
@@ -26,7 +27,7 @@ FEATURE_DIM = 128
 MAX_WORK_SIZE = 64  # larger inputs are block-averaged down first: classes survive, compute doesn't grow
 
 
-class ClassifierError(ValueError):
+class ClassifierError(ConfigError):
     """A user error about the evaluation classifier; the message is one line."""
 
 

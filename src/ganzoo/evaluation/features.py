@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganzoo.config import ConfigError
 from ganzoo.data.prepared import Prepared, to_uint8, to_unit_range
 from ganzoo.evaluation.classifier import ClassifierError, get_classifier
 
@@ -23,7 +24,7 @@ from ganzoo.evaluation.classifier import ClassifierError, get_classifier
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
-class FeatureError(ValueError):
+class FeatureError(ConfigError):
     """A user error about evaluation features (missing weights, package, labels); one line."""
 
 

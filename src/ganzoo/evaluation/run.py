@@ -15,7 +15,7 @@ from ganzoo.config import Config, ConfigError
 from ganzoo.data.prepared import Prepared, atomic_write_text, load_prepared, prepared_path
 from ganzoo.evaluation import sheets
 from ganzoo.evaluation.classifier import ClassifierError, get_classifier, predict
-from ganzoo.evaluation.features import FeatureError, build_features
+from ganzoo.evaluation.features import build_features
 from ganzoo.evaluation.metrics import compute_image_metrics
 from ganzoo.training.checkpoint import load_variant
 from ganzoo.training.device import resolve_device
@@ -86,10 +86,7 @@ def synthesis_sheets(variant, out: Path, seed: int, num_classes: int | None) -> 
 
 def evaluate_synthesis(cfg: Config, variant, prep: Prepared, device, out: Path) -> dict:
     ev = cfg.eval
-    try:
-        extractor, suffix, info = build_features(ev.features, prep, ev, device)
-    except (FeatureError, ClassifierError) as err:
-        raise ConfigError(str(err)) from None
+    extractor, suffix, info = build_features(ev.features, prep, ev, device)
     fake = _generate(variant, ev.n_samples, ev.seed, batch_size=ev.batch_size)
     real = _real_images(prep, ev.n_samples, ev.seed)
     classifier = None
