@@ -183,10 +183,10 @@ def compare_dataloader(args, workdir: str) -> dict:
 
     window = 50  # params.yaml's train.log_every: the ganzoo run is exactly the default run
     steps = window * (1 + max(1, math.ceil(args.dl_steps / window)))
-    cfg = default_run_config(steps, workdir)
+    extra = [f"train.device={args.device}", *([f"train.threads={args.threads}"] if args.threads else []), *args.set]
+    cfg = default_run_config(steps, workdir, extra)
     prep = prepare_default_data(cfg)
-    device = torch.device("cpu" if args.device == "auto" and not torch.cuda.is_available() else
-                          ("cuda" if args.device == "auto" else args.device))
+    device = torch.device(args.device)
     ours, theirs = [], []
     for _ in range(args.repeats):
         r = measure(cfg, prep, device)
@@ -194,7 +194,7 @@ def compare_dataloader(args, workdir: str) -> dict:
         theirs.append(run_dataloader_loop(cfg, prep, window, steps - window, str(device), window)["images_per_s"])
     a, b = statistics.median(ours), statistics.median(theirs)
     return {"setup": f"params.yaml defaults: {cfg.variant} on {cfg.data.source} {cfg.data.image_size}px, "
-                     f"batch {cfg.train.batch_size}, ngf/ndf {cfg.model.get('dcgan', {})}, device {device}",
+                     f"batch {cfg.train.batch_size}, model {cfg.model.get(cfg.variant, {})}, overrides {extra}",
             "ganzoo_images_per_s": a, "dataloader_images_per_s": b, "ratio": a / b,
             "ganzoo_runs": ours, "dataloader_runs": theirs, "timed_steps": steps - window}
 
