@@ -50,6 +50,13 @@ from ganzoo.variants import registry  # noqa: E402
 SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 FLAGS = {"amp": "train.amp=bf16", "cl": 'train.channels_last="on"', "compile": "train.compile=true",
          "graphs": "train.cuda_graphs=true"}
+# --widths narrow: network widths that keep a CPU table to minutes (the paper widths of began or
+# cyclegan take seconds per step on 2 cores). Hyper-parameters other than widths stay the paper's.
+NARROW = {"gan": {"hidden": 128}, "dcgan": {"ngf": 32, "ndf": 32}, "cgan": {"ngf": 32, "ndf": 32},
+          "infogan": {"ngf": 32, "ndf": 32}, "wgan": {"ngf": 16, "ndf": 16}, "wgan_gp": {"ngf": 16, "ndf": 16},
+          "lsgan": {"ngf": 32, "ndf": 32}, "began": {"n_filters": 16, "h_dim": 32, "z_dim": 32},
+          "pix2pix": {"ngf": 16, "ndf": 16}, "cyclegan": {"ngf": 16, "ndf": 16, "n_blocks": 3},
+          "discogan": {"ngf": 16, "ndf": 16}}
 PLAIN = ['train.amp="off"', 'train.channels_last="off"', "train.compile=false", "train.cuda_graphs=false"]
 
 
@@ -163,7 +170,12 @@ def row_config(variant: str, batch: int, options: str, args, workdir: str) -> Co
                               "train.progress=false", "tracking.enabled=false", f"train.device={args.device}",
                               f"train.out_dir={workdir}/ck", f"train.metrics_dir={workdir}/m",
                               *([f"train.threads={args.threads}"] if args.threads else []),
-                              *option_overrides(options), *args.set])
+                              *option_overrides(options),
+                              *(f"model.{variant}.{k}={v}" for k, v in widths(variant, args.widths).items()), *args.set])
+
+
+def widths(variant: str, which: str) -> dict:
+    return NARROW.get(variant, {}) if which == "narrow" else {}
 
 
 def data_for(variant: str, datasets: dict, size: int) -> Prepared:
@@ -239,6 +251,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=None, help="steps per window; the first window is not timed "
                                                              "(default: 10 on CPU, 50 on CUDA)")
     ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--widths", choices=["paper", "narrow"], default=None,
+                    help="network widths: each variant's paper defaults, or the narrow NARROW table "
+                         "(default: narrow on CPU, paper on CUDA)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (train.threads)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for every row, e.g. --set model.dcgan.ngf=32")
@@ -255,6 +270,7 @@ def main() -> None:
     cuda = device.type == "cuda"
     args.steps = args.steps or (200 if cuda else 20)
     args.warmup = args.warmup or (50 if cuda else 10)
+    args.widths = args.widths or ("paper" if cuda else "narrow")
     result = {"machine": machine(device), "rows": []}
 
     with tempfile.TemporaryDirectory(prefix="ganzoo-bench-") as workdir:
@@ -278,7 +294,8 @@ def main() -> None:
                 for b in batches:
                     for o in options:
                         r = measure(row_config(v, b, o, args, workdir), data_for(v, datasets, args.image_size), device)
-                        row = {"variant": v, "batch_size": b, "options": o, "device": str(device), **r}
+                        row = {"variant": v, "batch_size": b, "options": o, "device": str(device),
+                               "model": widths(v, args.widths), **r}
                         result["rows"].append(row)
                         print(table([row]).splitlines()[-1], flush=True)
             print("\n" + table(result["rows"]))

@@ -26,13 +26,15 @@ class _Section(BaseModel):
 
 
 DATA_SOURCES = (
-    "digits", "mnist", "fashion_mnist", "cifar10", "folder",
+    "auto", "digits", "mnist", "fashion_mnist", "cifar10", "folder",
     "paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired",
 )
 
 
 class DataConfig(_Section):
-    source: Literal[DATA_SOURCES] = "digits"  # type: ignore[valid-type]
+    # auto: the variant's embedded offline default (digits; digits_paired for pix2pix;
+    # digits_unpaired for cyclegan/discogan), resolved by ganzoo.variants.registry.resolve.
+    source: Literal[DATA_SOURCES] = "auto"  # type: ignore[valid-type]
     root: Optional[str] = None
     image_size: int = Field(32, ge=8, le=512)
     channels: Optional[Literal[1, 3]] = None  # None keeps the source's channel count

@@ -5,7 +5,7 @@ Same rule as the paper's code, image by image: while the pool holds fewer than `
 store the new image and return it; afterwards, with probability 1/2 return a random stored image
 and put the new one in its place, else return the new image. All randomness comes from the pool's
 own CPU generator and its state is part of `state_dict()`, so a resumed run draws the same swaps.
-The decisions are made on the CPU, then applied with one gather and one scatter on the device.
+The decisions are made on the CPU, then applied with a few gathers and one scatter on the device.
 """
 
 from __future__ import annotations
@@ -43,24 +43,25 @@ class ImagePool:
                 slot[fill + j] = take[fill + j] = int(where[j])
         out = images.clone()
         last_writer: dict[int, int] = {}  # slot -> batch index that stored into it most recently
-        src_batch, src_pool, dst = [], [], []
+        from_pool, from_batch = [], []  # (output index, pool slot) and (output index, batch index)
         for i in range(n):
-            if take[i] >= 0:  # returns what the slot holds now: an earlier image of this batch or the pool's
+            if take[i] >= 0:  # gets what the slot holds now: an earlier image of this batch, or the pool's
                 if take[i] in last_writer:
-                    src_batch.append((i, last_writer[take[i]]))
+                    from_batch.append((i, last_writer[take[i]]))
                 else:
-                    src_pool.append(i)
+                    from_pool.append((i, take[i]))
             if slot[i] >= 0:
                 last_writer[slot[i]] = i
-        if src_pool:
-            idx = torch.tensor(src_pool)
-            out[idx.to(images.device)] = self.images[torch.tensor([take[i] for i in src_pool], device=images.device)]
-        if src_batch:
-            dst_i, from_i = zip(*src_batch)
-            out[torch.tensor(dst_i, device=images.device)] = images[torch.tensor(from_i, device=images.device)]
+        dev = images.device
+        if from_pool:
+            dst, src = _index(from_pool, dev)
+            out[dst] = self.images[src]
+        if from_batch:
+            dst, src = _index(from_batch, dev)
+            out[dst] = images[src]
         if last_writer:  # store after reading, each slot's final writer only
-            slots, writers = zip(*last_writer.items())
-            self.images[torch.tensor(slots, device=images.device)] = images[torch.tensor(writers, device=images.device)]
+            dst, src = _index(list(last_writer.items()), dev)
+            self.images[dst] = images[src]
         return out
 
     def state_dict(self) -> dict:
@@ -76,3 +77,14 @@ class ImagePool:
         else:
             self.images = None
         self.generator.set_state(state["generator"])
+
+
+def _index(pairs: list[tuple[int, int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[(i, j), ...] -> index tensors (i...), (j...) on `device`. On CUDA they travel from pinned
+    memory without blocking, so a training step keeps the host running ahead of the GPU."""
+    t = torch.tensor(pairs, dtype=torch.long).t().contiguous()
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    else:
+        t = t.to(device)
+    return t[0], t[1]

@@ -18,11 +18,12 @@ def prepare(cfg: Config) -> Prepared:
     """Source -> `data/prepared/<source>-<size>/` (data.pt + manifest.json)."""
     from ganzoo.data.prepare import prepare_data
 
+    cfg = registry.resolve(cfg)  # data.source=auto -> the variant's default dataset
     return prepare_data(cfg.data, batch_size=cfg.train.batch_size)
 
 
 def load_data(cfg: Config) -> Prepared:
-    return load_prepared(prepared_path(cfg.data))
+    return load_prepared(prepared_path(registry.resolve(cfg).data))
 
 
 def train(cfg: Config, resume: str = "no", track: bool | None = None):

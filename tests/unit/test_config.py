@@ -12,7 +12,10 @@ def write(tmp_path, text):
 
 def test_repo_params_file_is_valid_for_every_variant():
     cfg = load_config("params.yaml")
-    assert cfg.variant == "dcgan" and cfg.data.source == "digits"
+    assert cfg.variant == "dcgan" and cfg.data.source == "auto"
+    assert registry.resolve(cfg).data.source == "digits"
+    assert registry.resolve(cfg.model_copy(update={"variant": "pix2pix"})).data.source == "digits_paired"
+    assert registry.resolve(cfg.model_copy(update={"variant": "discogan"})).data.source == "digits_unpaired"
     for name in registry.names():  # switching variant never meets another variant's keys
         registry.resolve(cfg.model_copy(update={"variant": name}))
 

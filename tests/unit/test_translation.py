@@ -28,6 +28,15 @@ TINY = {"pix2pix": {"ngf": 4, "ndf": 4},
 KIND = {"pix2pix": "paired", "cyclegan": "unpaired", "discogan": "unpaired"}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids thread hand-off costs that dominate on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def png(path, size=(12, 12), value=100, mode="L", right=None):
     """Grey (or RGB) image; `right` paints the right half another value (A|B side by side)."""
     path.parent.mkdir(parents=True, exist_ok=True)

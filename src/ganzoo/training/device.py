@@ -181,6 +181,8 @@ class CudaGraphStep:
 def make_train_step(variant, device: torch.device, train_cfg, world: int = 1) -> Callable:
     """The callable the loop runs each step: eager under autocast, with the networks compiled
     (train.compile) and/or the whole step captured as a CUDA graph (train.cuda_graphs)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # shapes are fixed for the whole run: autotune once
     if train_cfg.cuda_graphs:
         check_cuda_graphs(variant, device, world)
     if train_cfg.compile:

@@ -42,6 +42,7 @@ class Variant:
     takes_labels: ClassVar[bool] = False
     takes_codes: ClassVar[bool] = False
     translates: ClassVar[bool] = False
+    default_source: ClassVar[str] = "digits"  # what data.source=auto means for this variant
 
     @property
     def batches_per_step(self) -> int:

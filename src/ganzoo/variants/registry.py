@@ -63,7 +63,10 @@ def resolve(cfg: Config) -> Config:
                               f"{_suggest(name, names()).replace('valid keys', 'variants')}")
         _validate_hparams(name, values or {})
     hp = _validate_hparams(cfg.variant, cfg.model.get(cfg.variant) or {})
-    return cfg.model_copy(update={"model": {cfg.variant: hp.model_dump(mode="json")}})
+    update: dict = {"model": {cfg.variant: hp.model_dump(mode="json")}}
+    if cfg.data.source == "auto":
+        update["data"] = cfg.data.model_copy(update={"source": get_variant(cfg.variant).default_source})
+    return cfg.model_copy(update=update)
 
 
 def hparams(cfg: Config):
