@@ -205,7 +205,8 @@ def compare_dataloader(args, workdir: str) -> dict:
         ours.append(r["images_per_s"])
         theirs.append(run_dataloader_loop(cfg, prep, window, steps - window, str(device), window)["images_per_s"])
     a, b = statistics.median(ours), statistics.median(theirs)
-    return {"setup": f"params.yaml defaults: {cfg.variant} on {cfg.data.source} {cfg.data.image_size}px, "
+    data = registry.resolve(cfg).data  # data.source=auto -> the variant's embedded dataset
+    return {"setup": f"params.yaml defaults: {cfg.variant} on {data.source} {data.image_size}px, "
                      f"batch {cfg.train.batch_size}, model {cfg.model.get(cfg.variant, {})}, overrides {extra}",
             "ganzoo_images_per_s": a, "dataloader_images_per_s": b, "ratio": a / b,
             "ganzoo_runs": ours, "dataloader_runs": theirs, "timed_steps": steps - window}

@@ -59,3 +59,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- threads
+def pytest_configure(config):
+    """One intra-op thread for in-process tests: their tensors are tiny, and two threads on a
+    2-core CI machine mostly wait on each other. Subprocess tests keep torch's default."""
+    torch.set_num_threads(1)

@@ -18,6 +18,7 @@ from ganzoo.data.sources import load_images
 
 def cfg(tmp_path, **kw) -> DataConfig:
     kw.setdefault("prepared_dir", str(tmp_path / "prepared"))
+    kw.setdefault("source", "digits")
     return DataConfig(**kw)
 
 
@@ -65,7 +66,7 @@ def test_digits_hash_stable(tmp_path):
 
 
 def test_digits_native_values():
-    raw = load_images(DataConfig())
+    raw = load_images(DataConfig(source="digits"))
     assert raw.images.shape == (1797, 1, 8, 8) and raw.images.max() == 255
 
 

@@ -9,6 +9,7 @@ import torch
 from conftest import make_prepared
 from ganzoo.config import ConfigError, load_config
 from ganzoo.data.sampler import DeviceBatches
+from ganzoo.data.stream import StreamBatches, device_bytes, should_stream
 from ganzoo.training.checkpoint import read_checkpoint
 from ganzoo.training.device import compile_nets, cuda_graph_blocker, make_train_step
 from ganzoo.training.loop import data_spec, train_loop
@@ -125,3 +126,51 @@ def test_compile_and_cuda_graphs_together_with_bf16(in_tmp):
     result = train_loop(tiny("dcgan", steps=6, extra=["train.device=cuda", "train.compile=true",
                                                     "train.cuda_graphs=true", "train.amp=bf16"]), data_for("dcgan", 32))
     assert all(math.isfinite(v) for k, v in result.history[-1].items() if k != "step")
+
+
+# --------------------------------------------------------------------------- streaming batches
+
+@pytest.mark.parametrize("kind", ["images", "paired", "unpaired"])
+def test_stream_batches_draw_what_device_batches_draw_on_cpu(kind):
+    prep = make_prepared(kind, n=20, size=8)
+    on_device = DeviceBatches(prep, 4, "cpu", seed=3, channels_last=True)
+    streamed = StreamBatches(prep, 4, "cpu", seed=3, channels_last=True, prefetch=2)
+    on_device.batches_per_step = streamed.batches_per_step = 3
+    for _ in range(4):
+        a, b = on_device.next(), streamed.next()
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+            assert a[k].is_contiguous(memory_format=torch.channels_last) == b[k].is_contiguous(
+                memory_format=torch.channels_last)
+
+
+def test_stream_batches_resume_at_the_first_batch_not_handed_out():
+    """Prefetched batches are not part of the state: a restored stream draws them again."""
+    prep = make_prepared("images", n=20, size=8)
+    first = StreamBatches(prep, 4, "cpu", seed=0, prefetch=3)
+    for _ in range(2):
+        first.next()
+    state = first.state_dict()
+    expected = [first.next()["x"] for _ in range(3)]
+    second = StreamBatches(prep, 4, "cpu", seed=0, prefetch=1)
+    second.load_state_dict(state)
+    assert all(torch.equal(e, second.next()["x"]) for e in expected)
+
+
+def test_small_data_stays_on_the_device_and_cpu_never_streams():
+    prep = make_prepared("images", n=10, size=8)
+    assert device_bytes(prep) == 10 * 8 * 8 * 4 + 10 * 8  # float32 images + int64 labels
+    assert not should_stream(prep, torch.device("cpu"))
+
+
+@pytest.mark.gpu
+def test_stream_batches_on_cuda_match_their_cpu_draws():
+    prep = make_prepared("images", n=64, size=16)
+    cuda = StreamBatches(prep, 8, "cuda", seed=1, prefetch=2)
+    cpu = StreamBatches(prep, 8, "cpu", seed=1, prefetch=0)
+    for _ in range(5):
+        a, b = cuda.next(), cpu.next()
+        assert a["x"].is_cuda and a["x"].dtype == torch.float32
+        torch.testing.assert_close(a["x"].cpu(), b["x"])
+        assert torch.equal(a["y"].cpu(), b["y"])

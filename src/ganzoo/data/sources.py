@@ -39,6 +39,9 @@ class RawImages:
 
 def load_images(data_cfg) -> RawImages:
     source = data_cfg.source
+    if source == "auto":  # the variant decides (ganzoo.variants.registry.resolve); data can't
+        raise DataError("data.source='auto' was not resolved to a dataset; run through `ganzoo prepare` "
+                        "or set data.source explicitly (e.g. digits)")
     if source in TRANSLATION_SOURCES:
         raise DataError(f"data.source={source!r} is an image-translation source, not one image set; "
                         "build it with ganzoo.data.prepare.prepare_data")

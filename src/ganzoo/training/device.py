@@ -36,8 +36,16 @@ def autocast_context(device: torch.device, amp: str, cache_enabled: bool = True)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
 
 
-def use_channels_last(device: torch.device, setting: str) -> bool:
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+def use_channels_last(device: torch.device, setting: str, nets=None) -> bool:
+    """auto: channels_last whenever the networks have convolutions, on CUDA (tensor-core
+    kernels are NHWC) and on CPU too (oneDNN prefers NHWC: faster steps for most conv variants,
+    see benchmarks/RESULTS.md). MLP-only variants stay NCHW."""
+    if setting != "auto":
+        return setting == "on"
+    if nets is None:
+        return device.type == "cuda"
+    convs = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    return any(isinstance(m, convs) for net in nets.values() for m in net.modules())
 
 
 def seed_everything(seed: int) -> None:

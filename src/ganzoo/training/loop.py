@@ -27,6 +27,7 @@ import torch
 from ganzoo.config import Config, ConfigError
 from ganzoo.data.prepared import Prepared, atomic_write_text
 from ganzoo.data.sampler import DeviceBatches
+from ganzoo.data.stream import StreamBatches, should_stream
 from ganzoo.training import distributed
 from ganzoo.training.checkpoint import checkpoint_dir, read_checkpoint, save_checkpoint
 from ganzoo.training.device import (make_train_step, resolve_device, rng_state, seed_everything,
@@ -194,8 +195,10 @@ def _train(cfg: Config, prep: Prepared, resume: str, hooks: list[Hooks] | None, 
     variant = registry.build(cfg, spec, device)
     if cfg.train.sync_batchnorm:
         distributed.convert_sync_batchnorm(variant.nets, device, world)
-    channels_last = use_channels_last(device, cfg.train.channels_last)
-    batches = DeviceBatches(prep, cfg.train.batch_size, device, cfg.seed, rank, world, channels_last)
+    channels_last = use_channels_last(device, cfg.train.channels_last, variant.nets)
+    # Small datasets live on the device (a batch is one index gather); large ones stream from host memory.
+    sampler = StreamBatches if should_stream(prep, device) else DeviceBatches
+    batches = sampler(prep, cfg.train.batch_size, device, cfg.seed, rank, world, channels_last)
     batches.batches_per_step = variant.batches_per_step
 
     start, history = 0, []
