@@ -272,7 +272,7 @@ def main() -> None:
     args.steps = args.steps or (200 if cuda else 20)
     args.warmup = args.warmup or (50 if cuda else 10)
     args.widths = args.widths or ("paper" if cuda else "narrow")
-    result = {"machine": machine(device), "rows": []}
+    result = {"machine": {**machine(device), "threads": args.threads or torch.get_num_threads()}, "rows": []}
 
     with tempfile.TemporaryDirectory(prefix="ganzoo-bench-") as workdir:
         if args.compare_dataloader:

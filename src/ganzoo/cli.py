@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
     if args.nproc > 1 and distributed.env_rank_world()[1] == 1:  # relaunch through torchrun
         sets = [a for o in args.overrides for a in ("--set", o)]
         return distributed.launch(args.nproc, ["train", "--params", args.params, *sets, "--resume", args.resume,
-                                               *(["--no-track"] if args.no_track else [])])
+                                               *(["--no-track"] if args.no_track else [])], cfg.train.device)
     result = stages.train(cfg, resume=args.resume, track=False if args.no_track else None)
     if distributed.env_rank_world()[0] != 0:
         return 0

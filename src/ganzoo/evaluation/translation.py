@@ -12,7 +12,6 @@ All pixel metrics work on images scaled to [0, 1]:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -24,17 +23,6 @@ from ganzoo.evaluation.metrics import fid
 from ganzoo.evaluation.sheets import save_grid
 
 BATCH = 256
-
-
-@contextmanager
-def _eval_mode(variant):
-    modes = {k: net.training for k, net in variant.nets.items()}
-    variant.eval()
-    try:
-        yield
-    finally:
-        for k, net in variant.nets.items():
-            net.train(modes[k])
 
 
 def _two_way(variant) -> bool:
@@ -79,7 +67,7 @@ def translation_metrics(variant, prep: Prepared, classifier: nn.Module | None = 
     t = prep.tensors
     a_test, b_test = t["a_test"], t["b_test"]
     metrics: dict[str, float] = {}
-    with _eval_mode(variant):
+    with variant.sampling():
         fake_b = _translate(variant, a_test, "AtoB")
         if prep.kind == "paired":
             target = _unit(to_unit_range(b_test))
@@ -117,7 +105,7 @@ def translation_sheet(variant, prep: Prepared, path: str | Path, n: int = 8) -> 
     t = prep.tensors
     a = to_unit_range(t["a_test"][:n])
     b = to_unit_range(t["b_test"][:n])
-    with _eval_mode(variant):
+    with variant.sampling():
         dev = variant.device
         fake_b = variant.translate(a.to(dev), "AtoB").float().cpu()
         cols = [a, fake_b]

@@ -3,7 +3,6 @@ input batch every time, so the MLflow image slider shows the generator's evoluti
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -15,21 +14,6 @@ from ganzoo.data.prepared import prepared_path, to_uint8, to_unit_range
 SHEET_SEED = 1234
 SHEET_SIZE = 64
 TRANSLATE_SIZE = 8
-
-
-@contextmanager
-def sampling_mode(variant):
-    """eval mode, no autograd and an untouched global RNG (a variant drawing dropout noise from
-    it must not shift the training that follows); every net's previous mode is restored."""
-    modes = {k: net.training for k, net in variant.nets.items()}
-    devices = [variant.device] if variant.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        variant.eval()
-        try:
-            yield
-        finally:
-            for k, net in variant.nets.items():
-                net.train(modes[k])
 
 
 def translation_inputs(cfg: Config, paired: bool, n: int = TRANSLATE_SIZE) -> dict[str, torch.Tensor]:
@@ -56,7 +40,7 @@ def to_hwc_uint8(images: torch.Tensor, nrow: int) -> np.ndarray:
 def sample_sheet(variant, inputs: dict[str, torch.Tensor] | None = None) -> np.ndarray:
     """A grid of samples (one column per class for conditional variants) or, for translation
     variants, rows of inputs, translations and targets (where paired)."""
-    with sampling_mode(variant):
+    with variant.sampling():
         if variant.translates:
             x = to_unit_range(inputs["a"]).to(variant.device)
             rows = [x, variant.translate(x, "AtoB").float()]

@@ -74,6 +74,9 @@ def setup(device: torch.device) -> DistContext:
         raise ConfigError(f"WORLD_SIZE={world} but {', '.join(missing)} is not set; launch with "
                           f"`torchrun --nproc_per_node N -m ganzoo train` or `ganzoo train --nproc N`")
     if device.type == "cuda":
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"rank {rank} wants {device} but only {torch.cuda.device_count()} GPU(s) are visible; "
+                              f"start at most that many processes per node")
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
     else:
@@ -154,14 +157,14 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def launch(nproc: int, module_args: list[str]) -> int:
+def launch(nproc: int, module_args: list[str], device: str = "auto") -> int:
     """`ganzoo train --nproc N`: run `python -m ganzoo <module_args>` in N processes through
     torch.distributed.run (what `torchrun --standalone --nproc_per_node N -m ganzoo ...` does,
     with a free rendezvous port). Returns the first failing worker's exit code, else 0."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
+    if device != "cpu" and torch.cuda.is_available() and nproc > torch.cuda.device_count():
         raise ConfigError(f"--nproc {nproc} but only {torch.cuda.device_count()} GPU(s) are visible; "
                           f"use --nproc {torch.cuda.device_count()} or fewer")
     args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "ganzoo", *module_args])

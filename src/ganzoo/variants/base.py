@@ -120,6 +120,20 @@ class Variant:
         loss.backward()
         opt.step()
 
+    @contextmanager
+    def sampling(self):
+        """eval mode, no autograd and an untouched global RNG (dropout noise drawn while sampling
+        mid-training must not shift the training that follows); each net's mode is restored."""
+        modes = {k: net.training for k, net in self.nets.items()}
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            self.eval()
+            try:
+                yield self
+            finally:
+                for k, net in self.nets.items():
+                    net.train(modes[k])
+
     def train(self, mode: bool = True) -> "Variant":
         for net in self.nets.values():
             net.train(mode)
