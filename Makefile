@@ -22,7 +22,7 @@ run: install
 	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "ganzoo: make run needs the git clone (DVC tracks it)"; exit 2; }
 	$(BIN)/dvc repro
 	@echo; echo "metrics:"; $(BIN)/dvc metrics show
-	@echo "samples: eval/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("params.yaml"))["variant"])')/samples.png"
+	@echo "samples: eval/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("params.yaml"))["variant"])')/sheets/samples.png"
 
 test: install
 	$(BIN)/python -m pytest -q

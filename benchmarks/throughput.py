@@ -78,7 +78,10 @@ def option_overrides(spec: str) -> list[str]:
 def synthetic(kind: str, n: int, size: int, channels: int = 1, seed: int = 0) -> Prepared:
     """Random uint8 images in the prepared format: speed does not depend on image content."""
     g = torch.Generator().manual_seed(seed)
-    imgs = lambda: torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)  # noqa: E731
+
+    def imgs() -> torch.Tensor:
+        return torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)
+
     manifest = {"source": "synthetic", "classes": [str(i) for i in range(10)], "content_hash": f"syn{seed}"}
     if kind == "images":
         return Prepared("images", {"x": imgs(), "y": torch.arange(n) % 10}, manifest)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 from contextlib import nullcontext
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -16,7 +16,7 @@ from ganzoo.config import ConfigError
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
-            rank = int(os.environ.get("LOCAL_RANK", 0))
+            rank = int(os.environ.get("LOCAL_RANK", "0"))
             return torch.device(f"cuda:{rank}")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -77,7 +77,7 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
 
 def dist_info() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment; (0, 1) for a single process."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 # --------------------------------------------------------------------------- train.compile

@@ -50,13 +50,13 @@ class DistContext:
 
 def env_rank_world() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment; (0, 1) for a single process."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank_device(device: torch.device) -> torch.device:
     """Under torchrun, a bare `cuda` means this process's GPU: cuda:LOCAL_RANK."""
     if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 
 
