@@ -70,6 +70,12 @@ class TrainConfig(_Section):
     progress: bool = True
     threads: Optional[int] = Field(None, ge=1)  # CPU threads; None leaves torch's default
 
+    @field_validator("amp", "channels_last", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off`/`on` as a boolean: `--set train.amp=off` must still work.
+        return {False: "off", True: "on"}.get(v, v) if isinstance(v, bool) else v
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:

@@ -86,3 +86,8 @@ def test_unknown_variant_suggests():
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def test_bare_off_from_yaml_means_off():
+    cfg = load_config(None, ["train.amp=off", "train.channels_last=off"])
+    assert cfg.train.amp == "off" and cfg.train.channels_last == "off"
