@@ -21,7 +21,7 @@ class ConditionalGenerator(nn.Module):
     """G(z, y): a learned label embedding concatenated to z, then the DCGAN generator."""
 
     def __init__(self, z_dim: int, num_classes: int, image_size: int, channels: int,
-                 ngf: int = 64, embed_dim: int = 50):
+                 ngf: int = 64, embed_dim: int = 10):
         super().__init__()
         self.embed = nn.Embedding(num_classes, embed_dim)
         self.net = DCGANGenerator(z_dim + embed_dim, image_size, channels, ngf)
