@@ -195,7 +195,7 @@ def test_infogan_codes_are_applied_to_every_sample():
     out = variant.sample(n, torch.Generator().manual_seed(3), codes={"cat": 4, "c2": 0.5})
     # Rebuild G's input from the same stream: z, then the codes, then the given ones applied.
     gen = torch.Generator().manual_seed(3)
-    z = torch.randn(n, variant.hp.z_dim, generator=gen)
+    z = variant.noise(n, variant.hp.z_dim, gen)
     cat, cont = variant.draw_codes(n, gen)
     cat, cont = variant.apply_codes(cat, cont, {"cat": 4, "c2": 0.5})
     assert cat.tolist() == [4] * n and cont[:, 1].tolist() == [0.5] * n
@@ -328,3 +328,10 @@ def test_trains_through_the_loop_and_checkpoints(name, in_tmp):
     # weights_only load (what resume and `ganzoo sample` do) accepts the variant's extra state.
     ckpt = torch.load(result.checkpoint, weights_only=True)
     assert ckpt["variant"] == name
+
+
+def test_infogan_noise_is_uniform_like_the_reference_code():
+    variant, _ = build("infogan")
+    z = variant.noise(4096, variant.hp.z_dim, torch.Generator().manual_seed(0))
+    assert z.min() >= -1 and z.max() <= 1
+    assert abs(float(z.var()) - 1 / 3) < 0.02  # Uniform(-1, 1), not N(0, 1)

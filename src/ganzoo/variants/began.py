@@ -3,7 +3,8 @@ built on its reconstruction error L(v) = |v - D(v)| (mean over pixels):
   L_D = L(x) - k_t L(G(z_D)),   L_G = L(G(z_G)),
   k_{t+1} = clamp(k_t + lambda_k (gamma L(x) - L(G(z_G))), 0, 1),
   M_global = L(x) + |gamma L(x) - L(G(z_G))|   (the convergence measure, logged).
-gamma 0.75 (lower gives more diversity, 0.5 in the paper's figures), lambda_k 0.001, k_0 = 0,
+gamma 0.75 (the paper: lower gamma, less diversity, as D favours auto-encoding real images),
+lambda_k 0.001, k_0 = 0,
 Adam 1e-4 (0.5, 0.999), z 64 = h 64, n 128 filters. The paper's lr halving when M stalls is
 left to the loop's schedulers (none by default).
 
