@@ -3,7 +3,6 @@ input batch every time, so the MLflow image slider shows the generator's evoluti
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torchvision.utils import make_grid

@@ -75,11 +75,6 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
             torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world_size) from torchrun's environment; (0, 1) for a single process."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 # --------------------------------------------------------------------------- train.compile
 
 def compile_nets(variant) -> list[str]:

@@ -42,6 +42,7 @@ class Variant:
     takes_labels: ClassVar[bool] = False
     takes_codes: ClassVar[bool] = False
     translates: ClassVar[bool] = False
+    uniform_noise: ClassVar[bool] = False  # latent prior: N(0, 1) unless the paper says Uniform(-1, 1)
     default_source: ClassVar[str] = "digits"  # what data.source=auto means for this variant
 
     @property
@@ -97,6 +98,9 @@ class Variant:
                                 fused=fused, foreach=None if fused else True)
 
     def noise(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The latent prior: N(0, 1), or Uniform(-1, 1) for variants whose paper says so."""
+        if self.uniform_noise:
+            return torch.rand(n, dim, device=self.device, generator=generator) * 2 - 1
         return torch.randn(n, dim, device=self.device, generator=generator)
 
     @staticmethod

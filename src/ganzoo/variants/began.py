@@ -39,6 +39,7 @@ class BEGANParams(HParams):
 class BEGAN(Variant):
     name = "began"
     HParams = BEGANParams
+    uniform_noise = True  # z ~ Uniform(-1, 1), as in the paper
 
     def build(self) -> None:
         hp = self.hp
@@ -49,8 +50,7 @@ class BEGAN(Variant):
         self.k = torch.tensor(hp.k_init, device=self.device)
 
     def z(self, n: int, generator=None) -> torch.Tensor:
-        # Uniform(-1, 1) noise, as in the paper.
-        return torch.rand(n, self.hp.z_dim, device=self.device, generator=generator) * 2 - 1
+        return self.noise(n, self.hp.z_dim, generator)
 
     def d_step(self, batch):
         g, d = self.nets["g"], self.nets["d"]

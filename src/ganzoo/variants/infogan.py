@@ -41,6 +41,9 @@ class InfoGAN(Variant):
     name = "infogan"
     HParams = InfoGANParams
     takes_codes = True
+    # z ~ Uniform(-1, 1) like the reference code's latent spec (Uniform(62)): a third of N(0, 1)'s
+    # variance, so z does not drown the one-hot code at G's input.
+    uniform_noise = True
 
     @property
     def n_cat(self) -> int:
@@ -90,11 +93,6 @@ class InfoGAN(Variant):
             if f"c{i + 1}" in codes:
                 cont[:, i] = float(codes[f"c{i + 1}"])
         return cat, cont
-
-    def noise(self, n: int, dim: int, generator=None) -> torch.Tensor:
-        # Uniform(-1, 1) like the reference code's latent spec (Uniform(62)): a third of N(0, 1)'s
-        # variance, so z does not drown the one-hot code at G's input.
-        return torch.rand(n, dim, device=self.device, generator=generator) * 2 - 1
 
     # ------------------------------------------------------------------ training
     def _fake(self, n: int):
