@@ -154,6 +154,20 @@ def test_began_k_update_follows_the_paper():
     assert m.item() == pytest.approx(0.5)
 
 
+def test_began_lr_halves_on_schedule_down_to_the_floor():
+    variant, batches = build("began", extra={"lr": 1e-3, "lr_halve_every": 2, "lr_floor": 3e-4})
+    lrs = []
+    for _ in range(6):
+        variant.train_step(batches.next())
+        lrs.append([opt.param_groups[0]["lr"] for opt in variant.optims.values()])
+    assert [lr[0] for lr in lrs] == pytest.approx([1e-3, 5e-4, 5e-4, 3e-4, 3e-4, 3e-4])
+    assert all(g == d for g, d in lrs)  # G and D follow the same schedule
+    constant, batches = build("began", extra={"lr": 1e-3, "lr_halve_every": 0})
+    constant.train_step(batches.next())
+    assert not constant.schedulers
+    assert constant.optims["g"].param_groups[0]["lr"] == 1e-3
+
+
 # --------------------------------------------------------------------------- InfoGAN
 
 def test_infogan_information_loss_reaches_g_and_q():
