@@ -12,7 +12,7 @@ down to `lr_floor`; 0 (the default) keeps the rate constant.
 On MNIST (benchmarks/quality.py, 16 filters) G tends to settle on the digits the auto-encoder
 rebuilds most cheaply (1s, 7s, 9s): with a constant rate, k_t decayed after ~3000 steps and
 coverage fell from 8/10 digits to 2/10 by 8000 steps; halving the rate every 2000 steps kept 9/10
-with seed 0, yet seeds 1 and 2 locked onto 1s within 2000 steps and never left them.
+with seed 0, yet seeds 1 and 2 settled on 1s by step 2000 (see the README for the sweep).
 Watch k and M in losses.csv when training BEGAN on digits.
 
 k_t lives on the training device and is updated without leaving it (no host sync); it is
