@@ -1,0 +1,82 @@
+"""Digit coverage along one training run, for the mode-collapse studies in the README (BEGAN).
+
+Trains one variant exactly as benchmarks/quality.py does (same data, widths, budget, overrides)
+and every --every steps classifies 1000 samples with the evaluation classifier, printing the
+class histogram, the digits that get >= 2% of the samples (the evaluation's threshold) and the
+logged losses (k_t and M for BEGAN). A final coverage alone hides whether a generator never
+spread out, spread out and then collapsed, or cycled between digits.
+
+    .venv/bin/python benchmarks/coverage_trajectory.py began --seed 1 --set model.began.gamma=1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import quality  # benchmarks/quality.py: the benchmark's config, data and budget
+import torch
+
+from ganzoo import stages
+from ganzoo.evaluation.classifier import get_classifier, predict
+from ganzoo.evaluation.metrics import class_histogram
+from ganzoo.training.loop import Hooks, train_loop
+from ganzoo.variants import registry
+
+N_SAMPLES = 1000
+THRESHOLD = 0.02  # the evaluation's modes_covered threshold
+
+
+class CoverageHook(Hooks):
+    """At every checkpoint: the class histogram of N_SAMPLES fixed-seed samples."""
+
+    def __init__(self, classifier, num_classes: int):
+        self.classifier, self.num_classes, self.losses = classifier, num_classes, {}
+
+    def on_start(self, cfg, variant, start_step):
+        self.variant, self.t0 = variant, time.perf_counter()
+
+    def on_log(self, step, losses, images_per_s):
+        self.losses = losses
+
+    def on_checkpoint(self, step, path):
+        with self.variant.sampling():
+            images = self.variant.sample(N_SAMPLES, generator=torch.Generator().manual_seed(1))
+        hist = class_histogram(predict(self.classifier, images.float().clamp(-1, 1)), self.num_classes)
+        covered = int((hist / N_SAMPLES >= THRESHOLD).sum())
+        losses = " ".join(f"{k} {v:.4f}" for k, v in self.losses.items())
+        print(f"step {step:6d}  covered {covered}/{self.num_classes}  hist {hist.int().tolist()}  {losses}"
+              f"  ({time.perf_counter() - self.t0:.0f} s)", flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("variant", choices=quality.VARIANTS)
+    p.add_argument("--every", type=int, default=1000, help="steps between coverage checks")
+    args, rest = p.parse_known_args(argv)
+    bench = quality.parse_args(rest)  # --steps, --seed, --set, --work, ... as in quality.py
+    torch.set_num_threads(bench.threads)
+    tmp = None
+    if bench.work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-trajectory-")
+        bench.work = Path(tmp.name)
+    try:
+        cfg = quality.config_for(args.variant, bench, bench.work)
+        stages.prepare(cfg)
+        stages.fit_classifier(cfg)
+        cfg = registry.resolve(cfg.model_copy(update={"train": cfg.train.model_copy(
+            update={"checkpoint_every": args.every, "log_every": args.every})}))
+        prep = stages.load_data(cfg)
+        classifier, _ = get_classifier(prep, cfg.eval)
+        train_loop(cfg, prep, hooks=[CoverageHook(classifier, prep.num_classes)])
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
