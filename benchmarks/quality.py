@@ -9,6 +9,7 @@ per variant to docs/img/<variant>.png, and prints a markdown table.
 
     nice -n 10 .venv/bin/python benchmarks/quality.py                 # everything: ~30 min, 2 CPU cores
     .venv/bin/python benchmarks/quality.py --variants cgan --steps 200  # a quick look
+    .venv/bin/python benchmarks/quality.py --variants infogan --seeds 0 1 2 3  # seed dependence
 
 Two variants train at once (--jobs 2), each in its own process with one torch thread: on a
 2-core machine that others share, one thread per process is several times faster than two.
@@ -84,12 +85,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", default="bf16", choices=["bf16", "off", "auto"], help="train.amp for every variant")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="train every variant once per seed (one table row each): shows how much a "
+                        "result depends on the seed; sample sheets come from the first")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra dotted override for every variant trained, e.g. model.began.gamma=1.0")
     return p.parse_args(argv)
 
 
-def config_for(variant: str, args: argparse.Namespace, work: Path):
+def config_for(variant: str, args: argparse.Namespace, work: Path, runs: Path | None = None):
+    """The benchmark's config; data and classifier live in work, checkpoints/metrics/eval in runs."""
+    runs = runs or work
     model = [f"model.{variant}.{k}={v}" for k, v in BENCH_MODEL[variant].items()]
     return load_config(None, [
         f"variant={variant}", f"seed={args.seed}",
@@ -98,29 +104,28 @@ def config_for(variant: str, args: argparse.Namespace, work: Path):
         f"train.steps={args.steps}", f"train.batch_size={args.batch_size}", f"train.device={args.device}",
         f"train.threads={args.threads}", f"train.amp={args.amp}", "train.progress=false",
         f"train.log_every={max(1, args.steps // 10)}",
-        f"train.checkpoint_every={args.steps}", f"train.out_dir={work / 'checkpoints'}",
-        f"train.metrics_dir={work / 'metrics'}",
-        f"eval.n_samples={args.eval_samples}", f"eval.out_dir={work / 'eval'}",
+        f"train.checkpoint_every={args.steps}", f"train.out_dir={runs / 'checkpoints'}",
+        f"train.metrics_dir={runs / 'metrics'}",
+        f"eval.n_samples={args.eval_samples}", f"eval.out_dir={runs / 'eval'}",
         f"eval.classifier_dir={work / 'classifier'}", "tracking.enabled=false", *model,
         *(o for o in args.overrides if not o.startswith("model.") or o.startswith(f"model.{variant}.")),
     ])
 
 
-def run_variant(variant: str, args: argparse.Namespace, work: Path) -> dict:
+def run_variant(variant: str, args: argparse.Namespace, work: Path, runs: Path, sheets: bool = True) -> dict:
     torch.set_num_threads(args.threads)  # also in worker processes
-    cfg = config_for(variant, args, work)
+    cfg = config_for(variant, args, work, runs)
     t0, c0 = time.perf_counter(), time.process_time()
     result = stages.train(cfg, track=False)
     t1, c1 = time.perf_counter(), time.process_time()
     metrics = stages.evaluate(cfg, result.checkpoint, track=False)
     t2 = time.perf_counter()
-    sheet_dir = work / "eval" / variant / "sheets"
-    sheet = sheet_dir / SHEETS.get(variant, "samples.png")
-    if sheet.exists():
+    sheet = runs / "eval" / variant / "sheets" / SHEETS.get(variant, "samples.png")
+    if sheets and sheet.exists():
         args.sheets.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sheet, args.sheets / f"{variant}.png")
     last = result.history[-1] if result.history else {}
-    return {"variant": variant, "steps": result.steps, "train_s": round(t1 - t0, 1),
+    return {"variant": variant, "seed": args.seed, "steps": result.steps, "train_s": round(t1 - t0, 1),
             "train_cpu_s": round(c1 - c0, 1), "eval_s": round(t2 - t1, 1),
             "model": BENCH_MODEL[variant], "final_losses": {k: v for k, v in last.items() if k != "step"},
             "metrics": metrics}
@@ -131,13 +136,15 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """The README's quality table."""
+    """The README's quality table (a seed per row when several seeds ran)."""
+    multi_seed = len({r["seed"] for r in rows}) > 1
     lines = ["| variant | fid_classifier | precision | recall | modes covered | label acc. (cgan) "
              "| purity (infogan) | train s |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         m = r["metrics"]
-        lines.append(f"| {r['variant']} | {fmt(m.get(m.get('primary_metric', 'fid_classifier')), 1)} | "
+        name = r["variant"] + (f" (seed {r['seed']})" if multi_seed else "")
+        lines.append(f"| {name} | {fmt(m.get(m.get('primary_metric', 'fid_classifier')), 1)} | "
                      f"{fmt(m.get('precision_classifier'))} | {fmt(m.get('recall_classifier'))} | "
                      f"{m.get('modes_covered', 0):.0f}/10 | {fmt(m.get('label_accuracy'))} | "
                      f"{fmt(m.get('infogan_purity'))} | {r['train_s']:.0f} |")
@@ -150,12 +157,13 @@ def target_misses(rows: list[dict]) -> list[str]:
         for key, target in TARGETS.items():
             value = r["metrics"].get(key)
             if value is not None and value < target:
-                misses.append(f"{r['variant']}: {key} = {value:.3f} < {target}")
+                misses.append(f"{r['variant']} (seed {r['seed']}): {key} = {value:.3f} < {target}")
     return misses
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    seeds = args.seeds or [args.seed]
     torch.set_num_threads(args.threads)
     if not (args.mnist_root / "MNIST" / "raw").is_dir():
         print(f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root", file=sys.stderr)
@@ -171,16 +179,21 @@ def main(argv=None) -> int:
         stages.fit_classifier(first)  # once, before parallel evaluations would each train it
         # Slowest first, so parallel jobs finish close together.
         order = sorted(args.variants, key=lambda v: -COST.get(v, 1))
-        done: dict[str, dict] = {}
+        done: dict[tuple[str, int], dict] = {}
         spawn = multiprocessing.get_context("spawn")  # no fork of a process that already ran torch ops
         with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=spawn) as pool:
-            futures = {pool.submit(run_variant, v, args, args.work): v for v in order}
+            futures = {}
+            for seed in seeds:
+                seed_args = argparse.Namespace(**{**vars(args), "seed": seed})
+                runs = args.work / f"seed-{seed}" if len(seeds) > 1 else args.work
+                for v in order:
+                    futures[pool.submit(run_variant, v, seed_args, args.work, runs, seed == seeds[0])] = (v, seed)
             for fut in concurrent.futures.as_completed(futures):
                 r = done[futures[fut]] = fut.result()
                 m = r["metrics"]
-                print(f"[quality] {r['variant']}: {r['train_s']:.0f}s train, {r['eval_s']:.0f}s eval, "
-                      f"{m.get('primary_metric')}={m.get(m.get('primary_metric'))}", flush=True)
-        rows = [done[v] for v in args.variants]
+                print(f"[quality] {r['variant']} (seed {r['seed']}): {r['train_s']:.0f}s train, {r['eval_s']:.0f}s "
+                      f"eval, {m.get('primary_metric')}={m.get(m.get('primary_metric'))}", flush=True)
+        rows = [done[v, seed] for v in args.variants for seed in seeds]
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -188,7 +201,7 @@ def main(argv=None) -> int:
     misses = target_misses(rows)
     report = {"dataset": "mnist test split (10,000 images)", "image_size": args.image_size,
               "steps": args.steps, "batch_size": args.batch_size, "threads": args.threads,
-              "device": args.device, "amp": args.amp, "seed": args.seed, "overrides": args.overrides,
+              "device": args.device, "amp": args.amp, "seeds": seeds, "overrides": args.overrides,
               "eval_samples": args.eval_samples,
               "wall_s": round(wall, 1), "targets": TARGETS, "target_misses": misses, "variants": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
