@@ -124,6 +124,11 @@ class Variant:
         loss.backward()
         opt.step()
 
+    def step_schedulers(self) -> None:
+        """Advance every lr scheduler by one training step (variants whose paper decays the rate)."""
+        for sched in self.schedulers.values():
+            sched.step()
+
     @contextmanager
     def sampling(self):
         """eval mode, no autograd and an untouched global RNG (dropout noise drawn while sampling

@@ -93,8 +93,7 @@ class BEGAN(Variant):
         d_out = self.d_step(batch)
         g_out = self.g_step(batch)
         m = self.update_k(d_out["loss_real"], g_out["loss_g"])
-        for sched in self.schedulers.values():
-            sched.step()
+        self.step_schedulers()
         return {"loss_d": d_out["loss_d"], "loss_g": g_out["loss_g"], "k": self.k.clone(), "M": m}
 
     def sample(self, n, generator=None, labels=None, codes=None):

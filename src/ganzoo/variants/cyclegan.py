@@ -111,8 +111,7 @@ class CycleGAN(TwoWayTranslator):
         loss_d_a = d_loss("ls", n["d_a"](a), n["d_a"](self.pools["a"].query(t["fake_a"])))
         loss_d_b = d_loss("ls", n["d_b"](b), n["d_b"](self.pools["b"].query(t["fake_b"])))
         self.step(self.optims["d"], loss_d_a + loss_d_b)
-        for sched in self.schedulers.values():
-            sched.step()
+        self.step_schedulers()
         return {"loss_d_a": loss_d_a.detach(), "loss_d_b": loss_d_b.detach(), "loss_g": loss_g.detach(),
                 "loss_g_gan": t["adv"].detach(), "loss_cycle": t["cycle"].detach(),
                 "loss_identity": t["identity"].detach()}
