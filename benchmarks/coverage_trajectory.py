@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import quality  # benchmarks/quality.py: the benchmark's config, data and budget
 import torch
@@ -59,14 +57,12 @@ def main(argv=None) -> int:
     args, rest = p.parse_known_args(argv)
     bench = quality.parse_args(rest)  # --steps, --seed, --set, --work, ... as in quality.py
     torch.set_num_threads(bench.threads)
-    tmp = None
-    if bench.work is None:
-        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-trajectory-")
-        bench.work = Path(tmp.name)
+    if missing := quality.mnist_missing(bench):
+        print(missing, file=sys.stderr)
+        return 2
+    tmp = quality.prepare_work(bench, args.variant)
     try:
         cfg = quality.config_for(args.variant, bench, bench.work)
-        stages.prepare(cfg)
-        stages.fit_classifier(cfg)
         cfg = registry.resolve(cfg.model_copy(update={"train": cfg.train.model_copy(
             update={"checkpoint_every": args.every, "log_every": args.every})}))
         prep = stages.load_data(cfg)

@@ -7,7 +7,7 @@ space), the share of the ten digits covered, cgan's label accuracy and infogan's
 purity, against the targets of issue 3. Writes benchmarks/out/quality.json and one sample sheet
 per variant to docs/img/<variant>.png, and prints a markdown table.
 
-    nice -n 10 .venv/bin/python benchmarks/quality.py                 # everything: ~30 min, 2 CPU cores
+    nice -n 10 .venv/bin/python benchmarks/quality.py                 # everything: ~70 min, 2 CPU cores
     .venv/bin/python benchmarks/quality.py --variants cgan --steps 200  # a quick look
     .venv/bin/python benchmarks/quality.py --variants infogan --seeds 0 1 2 3  # seed dependence
 
@@ -161,22 +161,35 @@ def target_misses(rows: list[dict]) -> list[str]:
     return misses
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    seeds = args.seeds or [args.seed]
-    torch.set_num_threads(args.threads)
-    if not (args.mnist_root / "MNIST" / "raw").is_dir():
-        print(f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root", file=sys.stderr)
-        return 2
+def mnist_missing(args: argparse.Namespace) -> str | None:
+    if (args.mnist_root / "MNIST" / "raw").is_dir():
+        return None
+    return f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root"
+
+
+def prepare_work(args: argparse.Namespace, variant: str) -> tempfile.TemporaryDirectory | None:
+    """Prepare MNIST and fit the evaluation classifier once, in args.work (a temporary folder,
+    returned for cleanup, when it is unset), before parallel runs would each do it."""
     tmp = None
     if args.work is None:
         tmp = tempfile.TemporaryDirectory(prefix="ganzoo-quality-")
         args.work = Path(tmp.name)
+    cfg = config_for(variant, args, args.work)
+    stages.prepare(cfg)
+    stages.fit_classifier(cfg)
+    return tmp
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    seeds = args.seeds or [args.seed]
+    torch.set_num_threads(args.threads)
+    if missing := mnist_missing(args):
+        print(missing, file=sys.stderr)
+        return 2
     start = time.perf_counter()
+    tmp = prepare_work(args, args.variants[0])
     try:
-        first = config_for(args.variants[0], args, args.work)
-        stages.prepare(first)
-        stages.fit_classifier(first)  # once, before parallel evaluations would each train it
         # Slowest first, so parallel jobs finish close together.
         order = sorted(args.variants, key=lambda v: -COST.get(v, 1))
         done: dict[tuple[str, int], dict] = {}
