@@ -1,0 +1,81 @@
+"""How fast BEGAN's discriminator learns to auto-encode MNIST on its own, per learning rate.
+
+BEGAN's generator chases whatever D's auto-encoder rebuilds well, so while D still outputs a
+blurred mean digit for every input, G collapses onto that blur. This trains the benchmark's D
+(benchmarks/quality.py's widths, data, batch and precision) as a plain auto-encoder, with no
+generator, and prints its reconstruction error L(x) every --every steps for each rate in --lrs:
+how long D sits on that plateau at the paper's rate (1e-4) with narrow nets.
+
+    .venv/bin/python benchmarks/began_autoencoder.py --lrs 1e-4 1e-3 --steps 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import quality  # benchmarks/quality.py: the benchmark's config, data and budget
+import torch
+
+from ganzoo import stages
+from ganzoo.data.prepared import to_unit_range
+from ganzoo.nets.autoencoder import reconstruction_error
+from ganzoo.training.loop import data_spec
+from ganzoo.variants import registry
+
+
+def curve(cfg, prep, steps: int, every: int, seed: int, bf16: bool) -> list[float]:
+    """L(x) of D trained alone on the data, every `every` steps (its own optimizer, as in BEGAN)."""
+    torch.manual_seed(seed)
+    variant = registry.build(cfg, data_spec(prep), "cpu")
+    x = to_unit_range(prep.tensors["x"])
+    d, opt = variant.nets["d"], variant.optims["d"]
+    pick = torch.Generator().manual_seed(seed)
+    out = []
+    for step in range(1, steps + 1):
+        batch = x[torch.randint(len(x), (cfg.train.batch_size,), generator=pick)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = reconstruction_error(d, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % every == 0:
+            out.append(loss.item())
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 1e-3], help="D's learning rates")
+    p.add_argument("--every", type=int, default=250, help="steps between reported errors")
+    args, rest = p.parse_known_args(argv)
+    bench = quality.parse_args(rest if "--steps" in rest else [*rest, "--steps", "1500"])
+    torch.set_num_threads(bench.threads)
+    if missing := quality.mnist_missing(bench):
+        print(missing, file=sys.stderr)
+        return 2
+    tmp = None
+    if bench.work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-began-ae-")
+        bench.work = Path(tmp.name)
+    try:
+        base = quality.config_for("began", bench, bench.work)
+        stages.prepare(base)
+        prep, overrides = stages.load_data(base), list(bench.overrides)
+        print("| D's lr | " + " | ".join(f"{s}" for s in range(args.every, bench.steps + 1, args.every)) + " |")
+        print("| ---: |" + " ---: |" * (bench.steps // args.every))
+        for lr in args.lrs:
+            bench.overrides = [*overrides, f"train.lr_d={lr}"]
+            errors = curve(quality.config_for("began", bench, bench.work), prep, bench.steps,
+                           args.every, bench.seed, bench.amp == "bf16")
+            print(f"| {lr:g} | " + " | ".join(f"{e:.3f}" for e in errors) + " |", flush=True)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
