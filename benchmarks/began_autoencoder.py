@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 import quality  # benchmarks/quality.py: the benchmark's config, data and budget
 import torch
@@ -56,14 +54,9 @@ def main(argv=None) -> int:
     if missing := quality.mnist_missing(bench):
         print(missing, file=sys.stderr)
         return 2
-    tmp = None
-    if bench.work is None:
-        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-began-ae-")
-        bench.work = Path(tmp.name)
+    tmp = quality.prepare_work(bench, "began", classifier=False)
     try:
-        base = quality.config_for("began", bench, bench.work)
-        stages.prepare(base)
-        prep, overrides = stages.load_data(base), list(bench.overrides)
+        prep, overrides = stages.load_data(quality.config_for("began", bench, bench.work)), list(bench.overrides)
         print("| D's lr | " + " | ".join(f"{s}" for s in range(args.every, bench.steps + 1, args.every)) + " |")
         print("| ---: |" + " ---: |" * (bench.steps // args.every))
         for lr in args.lrs:

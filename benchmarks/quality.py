@@ -167,7 +167,7 @@ def mnist_missing(args: argparse.Namespace) -> str | None:
     return f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root"
 
 
-def prepare_work(args: argparse.Namespace, variant: str) -> tempfile.TemporaryDirectory | None:
+def prepare_work(args: argparse.Namespace, variant: str, classifier: bool = True) -> tempfile.TemporaryDirectory | None:
     """Prepare MNIST and fit the evaluation classifier once, in args.work (a temporary folder,
     returned for cleanup, when it is unset), before parallel runs would each do it."""
     tmp = None
@@ -176,7 +176,8 @@ def prepare_work(args: argparse.Namespace, variant: str) -> tempfile.TemporaryDi
         args.work = Path(tmp.name)
     cfg = config_for(variant, args, args.work)
     stages.prepare(cfg)
-    stages.fit_classifier(cfg)
+    if classifier:
+        stages.fit_classifier(cfg)
     return tmp
 
 
