@@ -4,9 +4,11 @@ BEGAN's generator chases whatever D's auto-encoder rebuilds well, so while D sti
 blurred mean digit for every input, G collapses onto that blur. This trains the benchmark's D
 (benchmarks/quality.py's widths, data, batch and precision) as a plain auto-encoder, with no
 generator, and prints its reconstruction error L(x) every --every steps for each rate in --lrs:
-how long D sits on that plateau at the paper's rate (1e-4) with narrow nets.
+how long D sits on that plateau at the paper's rate (1e-4) with narrow nets, and whether
+Glorot initialisation (TensorFlow's default, hence the reference implementation's) gets it off.
 
     .venv/bin/python benchmarks/began_autoencoder.py --lrs 1e-4 1e-3 --steps 1500
+    .venv/bin/python benchmarks/began_autoencoder.py --lrs 1e-4 --init glorot --set model.began.n_filters=64
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ from ganzoo.nets.autoencoder import reconstruction_error
 from ganzoo.training.loop import data_spec
 from ganzoo.variants import registry
 
+INITS = {"default": None, "glorot": torch.nn.init.xavier_uniform_,
+         "kaiming": lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu")}
 
-def curve(cfg, prep, steps: int, every: int, seed: int, bf16: bool) -> list[float]:
+
+def curve(cfg, prep, steps: int, every: int, seed: int, bf16: bool, init: str) -> list[float]:
     """L(x) of D trained alone on the data, every `every` steps (its own optimizer, as in BEGAN)."""
     torch.manual_seed(seed)
     variant = registry.build(cfg, data_spec(prep), "cpu")
     x = to_unit_range(prep.tensors["x"])
     d, opt = variant.nets["d"], variant.optims["d"]
+    if INITS[init] is not None:  # re-drawn in place: the optimizer keeps the same tensors
+        for m in d.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                INITS[init](m.weight)
+                torch.nn.init.zeros_(m.bias)
     pick = torch.Generator().manual_seed(seed)
     out = []
     for step in range(1, steps + 1):
@@ -48,6 +58,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 1e-3], help="D's learning rates")
     p.add_argument("--every", type=int, default=250, help="steps between reported errors")
+    p.add_argument("--init", choices=sorted(INITS), default="default",
+                   help="D's weight init: PyTorch's default, Glorot uniform, or Kaiming normal (ReLU gain)")
     args, rest = p.parse_known_args(argv)
     bench = quality.parse_args(rest if "--steps" in rest else [*rest, "--steps", "1500"])
     torch.set_num_threads(bench.threads)
@@ -62,7 +74,7 @@ def main(argv=None) -> int:
         for lr in args.lrs:
             bench.overrides = [*overrides, f"train.lr_d={lr}"]
             errors = curve(quality.config_for("began", bench, bench.work), prep, bench.steps,
-                           args.every, bench.seed, bench.amp == "bf16")
+                           args.every, bench.seed, bench.amp == "bf16", args.init)
             print(f"| {lr:g} | " + " | ".join(f"{e:.3f}" for e in errors) + " |", flush=True)
     finally:
         if tmp is not None:
