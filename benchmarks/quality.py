@@ -167,9 +167,11 @@ def mnist_missing(args: argparse.Namespace) -> str | None:
     return f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root"
 
 
-def prepare_work(args: argparse.Namespace, variant: str, classifier: bool = True) -> tempfile.TemporaryDirectory | None:
-    """Prepare MNIST and fit the evaluation classifier once, in args.work (a temporary folder,
-    returned for cleanup, when it is unset), before parallel runs would each do it."""
+def prepare_work(args: argparse.Namespace, variant: str,
+                 classifier: bool = True) -> tempfile.TemporaryDirectory | None:
+    """Prepare MNIST and fit the evaluation classifier (unless `classifier` is False) once, in
+    args.work (a temporary folder, returned for cleanup, when it is unset), before parallel runs
+    would each do it."""
     tmp = None
     if args.work is None:
         tmp = tempfile.TemporaryDirectory(prefix="ganzoo-quality-")
