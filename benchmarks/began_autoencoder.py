@@ -66,8 +66,7 @@ def main(argv=None) -> int:
     if missing := quality.mnist_missing(bench):
         print(missing, file=sys.stderr)
         return 2
-    tmp = quality.prepare_work(bench, "began", classifier=False)
-    try:
+    with quality.prepared_work(bench, "began", classifier=False):
         prep, overrides = stages.load_data(quality.config_for("began", bench, bench.work)), list(bench.overrides)
         print("| D's lr | " + " | ".join(f"{s}" for s in range(args.every, bench.steps + 1, args.every)) + " |")
         print("| ---: |" + " ---: |" * (bench.steps // args.every))
@@ -76,9 +75,6 @@ def main(argv=None) -> int:
             errors = curve(quality.config_for("began", bench, bench.work), prep, bench.steps,
                            args.every, bench.seed, bench.amp == "bf16", args.init)
             print(f"| {lr:g} | " + " | ".join(f"{e:.3f}" for e in errors) + " |", flush=True)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     return 0
 
 

@@ -60,17 +60,13 @@ def main(argv=None) -> int:
     if missing := quality.mnist_missing(bench):
         print(missing, file=sys.stderr)
         return 2
-    tmp = quality.prepare_work(bench, args.variant)
-    try:
+    with quality.prepared_work(bench, args.variant):
         cfg = quality.config_for(args.variant, bench, bench.work)
         cfg = registry.resolve(cfg.model_copy(update={"train": cfg.train.model_copy(
             update={"checkpoint_every": args.every, "log_every": args.every})}))
         prep = stages.load_data(cfg)
         classifier, _ = get_classifier(prep, cfg.eval)
         train_loop(cfg, prep, hooks=[CoverageHook(classifier, prep.num_classes)])
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     return 0
 
 

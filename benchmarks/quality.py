@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,20 +169,19 @@ def mnist_missing(args: argparse.Namespace) -> str | None:
     return f"MNIST not found under {args.mnist_root}/MNIST/raw; pass --mnist-root"
 
 
-def prepare_work(args: argparse.Namespace, variant: str,
-                 classifier: bool = True) -> tempfile.TemporaryDirectory | None:
-    """Prepare MNIST and fit the evaluation classifier (unless `classifier` is False) once, in
-    args.work (a temporary folder, returned for cleanup, when it is unset), before parallel runs
-    would each do it."""
-    tmp = None
-    if args.work is None:
-        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-quality-")
-        args.work = Path(tmp.name)
-    cfg = config_for(variant, args, args.work)
-    stages.prepare(cfg)
-    if classifier:
-        stages.fit_classifier(cfg)
-    return tmp
+@contextlib.contextmanager
+def prepared_work(args: argparse.Namespace, variant: str, classifier: bool = True) -> Iterator[Path]:
+    """Prepare MNIST and fit the evaluation classifier (unless `classifier` is False) once in
+    args.work, before parallel runs would each do it; with no --work, in a temporary folder that
+    is removed on exit."""
+    with contextlib.ExitStack() as stack:
+        if args.work is None:
+            args.work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ganzoo-quality-")))
+        cfg = config_for(variant, args, args.work)
+        stages.prepare(cfg)
+        if classifier:
+            stages.fit_classifier(cfg)
+        yield args.work
 
 
 def main(argv=None) -> int:
@@ -191,8 +192,7 @@ def main(argv=None) -> int:
         print(missing, file=sys.stderr)
         return 2
     start = time.perf_counter()
-    tmp = prepare_work(args, args.variants[0])
-    try:
+    with prepared_work(args, args.variants[0]):
         # Slowest first, so parallel jobs finish close together.
         order = sorted(args.variants, key=lambda v: -COST.get(v, 1))
         done: dict[tuple[str, int], dict] = {}
@@ -210,9 +210,6 @@ def main(argv=None) -> int:
                 print(f"[quality] {r['variant']} (seed {r['seed']}): {r['train_s']:.0f}s train, {r['eval_s']:.0f}s "
                       f"eval, {m.get('primary_metric')}={m.get(m.get('primary_metric'))}", flush=True)
         rows = [done[v, seed] for v in args.variants for seed in seeds]
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     wall = time.perf_counter() - start
     misses = target_misses(rows)
     report = {"dataset": "mnist test split (10,000 images)", "image_size": args.image_size,
