@@ -208,7 +208,8 @@ def main(argv=None) -> int:
                 r = done[futures[fut]] = fut.result()
                 m = r["metrics"]
                 print(f"[quality] {r['variant']} (seed {r['seed']}): {r['train_s']:.0f}s train, {r['eval_s']:.0f}s "
-                      f"eval, {m.get('primary_metric')}={m.get(m.get('primary_metric'))}", flush=True)
+                      f"eval, {m.get('primary_metric')}={m.get(m.get('primary_metric'))}, "
+                      f"modes covered {m.get('modes_covered', 0):.0f}/10", flush=True)
         rows = [done[v, seed] for v in args.variants for seed in seeds]
     wall = time.perf_counter() - start
     misses = target_misses(rows)
