@@ -102,13 +102,22 @@ def test_no_host_sync_inside_a_training_step(variant):
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["dcgan", "wgan_gp", "infogan"])
 def test_cuda_graph_step_trains_like_eager(variant, in_tmp):
+    """3 eager warm-up steps, then 5 replays of the captured step: the same numbers as 8 eager steps.
+
+    On an H100 this compared within 2% and failed once for infogan (loss_g 0.546 vs 0.517), while a
+    per-step comparison on the same card found eager and replayed steps bit-equal (with default and
+    with deterministic cuDNN). The likely cause is the autotuner picking a non-deterministic kernel,
+    which Adam's early near-sign(grad) updates (infogan's lr_g is 1e-3) amplify; so the kernels are
+    pinned to deterministic ones and the comparison is exact. log_every=8 keeps the loop free of
+    host syncs, so a replay racing ahead of its inputs would still show."""
     prep = data_for(variant, 32)
     common = ["train.steps=8", "train.log_every=8", 'train.amp="off"', "train.device=cuda"]
-    eager = train_loop(tiny(variant, extra=[*common, "train.out_dir=eager"]), prep)
-    graphed = train_loop(tiny(variant, extra=[*common, "train.out_dir=graphed", "train.cuda_graphs=true"]), prep)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=True):
+        eager = train_loop(tiny(variant, extra=[*common, "train.out_dir=eager"]), prep)
+        graphed = train_loop(tiny(variant, extra=[*common, "train.out_dir=graphed", "train.cuda_graphs=true"]), prep)
     a, b = eager.history[-1], graphed.history[-1]
-    for k in a:  # 3 eager warm-up steps, then 5 replays of the captured step
-        assert math.isfinite(b[k]) and b[k] == pytest.approx(a[k], rel=2e-2, abs=1e-3), (k, a, b)
+    for k in a:
+        assert math.isfinite(b[k]) and b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), (k, a, b)
     ca, cb = read_checkpoint(eager.checkpoint), read_checkpoint(graphed.checkpoint)
     for net, state in ca["state"]["nets"].items():
         assert list(state) == list(cb["state"]["nets"][net])
