@@ -58,7 +58,8 @@ BENCH_MODEL: dict[str, dict] = {
     "lsgan": {"ngf": 32, "ndf": 32},
     # 3x3 convs at full resolution, so few filters; the paper's embedding size h = z = 64, and the
     # paper's lr halving (every quarter of the default budget). Without the halving, G drifted
-    # onto one or two digits as k_t decayed (2/10 at 8000 steps): see the README.
+    # onto one or two digits as k_t decayed (2/10 at 8000 steps). Wider is not better here:
+    # 64 and 128 filters ended all 1s with every seed (H100, benchmarks/RESULTS.md).
     "began": {"n_filters": 16, "h_dim": 64, "z_dim": 64, "lr_halve_every": 2000},
 }
 
