@@ -28,6 +28,9 @@ TINY = {
     "began": {"n_filters": 8, "h_dim": 8, "z_dim": 8},
 }
 VARIANTS = list(TINY)
+# The contract tests also run InfoGAN with the paper's MNIST nets (fixed widths: TINY's ignored).
+CASES = [pytest.param(n, None, id=n) for n in VARIANTS] + [
+    pytest.param("infogan", {"arch": "mnist"}, id="infogan-mnist")]
 BATCH = 6
 
 
@@ -279,9 +282,9 @@ def test_cgan_sample_uses_given_labels_and_draws_the_rest_from_the_generator():
 # --------------------------------------------------------------------------- every variant
 
 @pytest.mark.parametrize("size", [16, 32])
-@pytest.mark.parametrize("name", VARIANTS)
-def test_each_sub_step_updates_only_its_own_player(name, size):
-    variant, batches = build(name, size=size)
+@pytest.mark.parametrize("name,extra", CASES)
+def test_each_sub_step_updates_only_its_own_player(name, extra, size):
+    variant, batches = build(name, size=size, extra=extra)
     for _ in range(2):
         batch = batches.next()
         g0, d0 = params_of(variant, True), params_of(variant, False)
@@ -300,9 +303,9 @@ def test_each_sub_step_updates_only_its_own_player(name, size):
     assert all(torch.isfinite(v).all() and not v.requires_grad for v in out.values())
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_sample_shape_range_and_reproducibility(name):
-    variant, batches = build(name, size=32)
+@pytest.mark.parametrize("name,extra", CASES)
+def test_sample_shape_range_and_reproducibility(name, extra):
+    variant, batches = build(name, size=32, extra=extra)
     variant.train_step(batches.next())
     variant.eval()
     rng = torch.get_rng_state()
@@ -315,13 +318,13 @@ def test_sample_shape_range_and_reproducibility(name):
     assert not torch.equal(a, variant.sample(5, torch.Generator().manual_seed(8)))
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_state_dict_round_trip_gives_identical_samples(name):
-    variant, batches = build(name, seed=0)
+@pytest.mark.parametrize("name,extra", CASES)
+def test_state_dict_round_trip_gives_identical_samples(name, extra):
+    variant, batches = build(name, seed=0, extra=extra)
     for _ in range(2):
         variant.train_step(batches.next())
     state = variant.state_dict()
-    restored, _ = build(name, seed=1)  # different init: everything must come from the state
+    restored, _ = build(name, seed=1, extra=extra)  # different init: everything must come from the state
     restored.load_state_dict(state)
     for v in (variant, restored):
         v.eval()
@@ -342,6 +345,25 @@ def test_trains_through_the_loop_and_checkpoints(name, in_tmp):
     # weights_only load (what resume and `ganzoo sample` do) accepts the variant's extra state.
     ckpt = torch.load(result.checkpoint, weights_only=True)
     assert ckpt["variant"] == name
+
+
+def test_infogan_paper_mnist_nets_share_d_trunk_with_q_and_refuse_odd_sizes():
+    variant, _ = build("infogan", size=28, extra={"arch": "mnist"})
+    g, d, q = variant.nets["g"], variant.nets["d"], variant.nets["q"]
+    assert [m.out_features for m in g.fc if isinstance(m, nn.Linear)] == [1024, 128 * 7 * 7]
+    fake, cat, cont = variant._fake(BATCH)
+    assert fake.shape == (BATCH, 1, 28, 28)
+    feats = d.features(fake)
+    assert feats.shape == (BATCH, 1024) and d(fake).shape == (BATCH,)
+    variant._info(feats, cat, cont).backward()  # L_I reaches G and Q through the shared trunk
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for net in (g, q) for p in net.parameters())
+    with pytest.raises(ConfigError, match=r"model.infogan.arch=mnist needs an image size divisible by 4, got 30"):
+        build("infogan", size=30, extra={"arch": "mnist"})
+
+
+def test_infogan_dcgan_q_head_keeps_its_checkpoint_keys():
+    variant, _ = build("infogan")
+    assert list(variant.nets["q"].state_dict())[:2] == ["net.0.weight", "net.2.weight"]
 
 
 def test_infogan_noise_is_uniform_like_the_reference_code():

@@ -44,16 +44,20 @@ class ConditionalDiscriminator(nn.Module):
 
 
 class QHead(nn.Module):
-    """InfoGAN's Q: from D's 4x4 trunk features to the categorical code's logits and the
-    continuous codes' means (fixed unit variance), as in the paper's MNIST architecture:
-    FC 128 - BN - LeakyReLU - FC."""
+    """InfoGAN's Q: from D's trunk features to the categorical code's logits and the continuous
+    codes' means (fixed unit variance), as in the paper's MNIST architecture: FC 128 - BN -
+    LeakyReLU - FC. The trunk is a 4x4 map (DCGAN nets: the FC is a 4x4 conv) or, with
+    `flat`, a feature vector (the paper's MNIST nets)."""
 
-    def __init__(self, trunk_channels: int, n_cat: int, n_cont: int, hidden: int = 128):
+    def __init__(self, trunk_channels: int, n_cat: int, n_cont: int, hidden: int = 128, flat: bool = False,
+                 leak: float = 0.2):
         super().__init__()
         self.n_cat, self.n_cont = n_cat, n_cont
+        # Two layers either way, so the DCGAN form keeps its state_dict keys (saved checkpoints).
+        first = ([nn.Linear(trunk_channels, hidden, bias=False), nn.Identity()] if flat else
+                 [nn.Conv2d(trunk_channels, hidden, 4, 1, 0, bias=False), nn.Flatten()])
         self.net = nn.Sequential(
-            nn.Conv2d(trunk_channels, hidden, 4, 1, 0, bias=False), nn.Flatten(),
-            nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2, inplace=True),
+            *first, nn.BatchNorm1d(hidden), nn.LeakyReLU(leak, inplace=True),
             nn.Linear(hidden, n_cat + n_cont),
         )
 

@@ -13,6 +13,8 @@ even when given, so changing one code leaves z and the other codes as they were 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -21,6 +23,8 @@ from ganzoo.config import ConfigError
 from ganzoo.losses import d_loss, g_loss, info_loss
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from ganzoo.nets.conditional import QHead
+from ganzoo.nets.infogan_mnist import LEAK as MNIST_LEAK
+from ganzoo.nets.infogan_mnist import MNISTInfoDiscriminator, MNISTInfoGenerator
 from ganzoo.variants.base import HParams, Variant
 
 
@@ -35,6 +39,9 @@ class InfoGANParams(HParams):
     ngf: int = Field(64, ge=4)
     ndf: int = Field(64, ge=4)
     q_hidden: int = Field(128, ge=4)
+    # dcgan: the DCGAN nets (ngf/ndf widths, any power-of-two size); mnist: the paper's own MNIST
+    # nets (fixed widths, FC 1024 layers; image size a multiple of 4), nets/infogan_mnist.py.
+    arch: Literal["dcgan", "mnist"] = "dcgan"
 
 
 class InfoGAN(Variant):
@@ -60,9 +67,19 @@ class InfoGAN(Variant):
     def build(self) -> None:
         hp = self.hp
         c, s, _ = self.data.image_shape
-        d = DCGANDiscriminator(s, c, hp.ndf)
-        self.nets = {"g": DCGANGenerator(hp.z_dim + hp.n_cat + hp.n_cont, s, c, hp.ngf), "d": d,
-                     "q": QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden)}
+        g_in = hp.z_dim + hp.n_cat + hp.n_cont
+        if hp.arch == "mnist":
+            if s % 4:
+                raise ConfigError(f"model.infogan.arch=mnist needs an image size divisible by 4, got {s}; "
+                                  "set data.image_size (e.g. 28 or 32) or model.infogan.arch=dcgan")
+            d = MNISTInfoDiscriminator(s, c)  # D before G: the construction order seeds have always seen
+            g = MNISTInfoGenerator(g_in, s, c)
+            q = QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden, flat=True, leak=MNIST_LEAK)
+        else:
+            d = DCGANDiscriminator(s, c, hp.ndf)
+            g = DCGANGenerator(g_in, s, c, hp.ngf)
+            q = QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden)
+        self.nets = {"g": g, "d": d, "q": q}
         for net in self.nets.values():
             init_dcgan_weights(net)
         self.optims = {"g": self.adam(self.nets["g"].parameters(), "g"),
