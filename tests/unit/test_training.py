@@ -86,6 +86,18 @@ def test_resume_refuses_incompatible_and_auto_starts_fresh(in_tmp, capsys):
     assert "starting fresh" in capsys.readouterr().out
 
 
+def test_resume_accepts_a_checkpoint_from_before_a_hyper_parameter_was_added(in_tmp):
+    """model.infogan.arch came later: a checkpoint without it trained the default (dcgan nets)."""
+    prep = make_prepared(n=16, size=16)
+    first = train_loop(tiny_cfg("infogan", steps=2), prep)
+    ckpt = torch.load(first.checkpoint, weights_only=True)
+    del ckpt["config"]["model"]["infogan"]["arch"]
+    torch.save(ckpt, first.checkpoint)
+    assert train_loop(tiny_cfg("infogan", steps=4), prep, resume="yes").resumed_from == 2
+    with pytest.raises(ConfigError, match="model differs"):
+        train_loop(tiny_cfg("infogan", steps=4, extra=["model.infogan.arch=mnist"]), prep, resume="yes")
+
+
 def test_resume_without_checkpoint_is_a_clear_error(in_tmp):
     with pytest.raises(ConfigError, match="no checkpoint"):
         train_loop(tiny_cfg("dcgan"), make_prepared(n=16, size=16), resume="yes")

@@ -53,8 +53,7 @@ class QHead(nn.Module):
                  leak: float = 0.2):
         super().__init__()
         self.n_cat, self.n_cont = n_cat, n_cont
-        # Two layers either way, so the DCGAN form keeps its state_dict keys (saved checkpoints).
-        first = ([nn.Linear(trunk_channels, hidden, bias=False), nn.Identity()] if flat else
+        first = ([nn.Linear(trunk_channels, hidden, bias=False)] if flat else
                  [nn.Conv2d(trunk_channels, hidden, 4, 1, 0, bias=False), nn.Flatten()])
         self.net = nn.Sequential(
             *first, nn.BatchNorm1d(hidden), nn.LeakyReLU(leak, inplace=True),

@@ -82,9 +82,19 @@ def check_data_fits(variant_cls, prep: Prepared, cfg: Config) -> None:
                           f"gives {have} data; use digits, mnist, fashion_mnist, cifar10 or folder")
 
 
+def _as_today(saved: dict) -> dict:
+    """A checkpoint's config read through today's schema, so that a hyper-parameter added since it
+    was written (with its default) does not read as a change; left as saved if today's schema
+    rejects it (then the comparison names what differs)."""
+    try:
+        return registry.resolve(Config.model_validate(saved)).model_dump(mode="json")
+    except (ValueError, ConfigError):  # pydantic's ValidationError is a ValueError
+        return saved
+
+
 def _compatible(saved: dict, cfg: Config) -> str | None:
     """None when `saved` (a checkpoint's config) trains the same thing as `cfg`, else the key that differs."""
-    now = cfg.model_dump(mode="json")
+    saved, now = _as_today(saved), cfg.model_dump(mode="json")
     for section in ("variant", "seed", "data", "model"):
         if saved.get(section) != now.get(section):
             return section

@@ -23,8 +23,7 @@ from ganzoo.config import ConfigError
 from ganzoo.losses import d_loss, g_loss, info_loss
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from ganzoo.nets.conditional import QHead
-from ganzoo.nets.infogan_mnist import LEAK as MNIST_LEAK
-from ganzoo.nets.infogan_mnist import MNISTInfoDiscriminator, MNISTInfoGenerator
+from ganzoo.nets.infogan_mnist import LEAK as MNIST_LEAK, MNISTInfoDiscriminator, MNISTInfoGenerator
 from ganzoo.variants.base import HParams, Variant
 
 
