@@ -21,7 +21,7 @@ from typing import Optional
 import yaml
 
 from flows.pipeline import pipeline
-from ganzoo.cli import _common
+from ganzoo.config import add_arguments
 
 DEFAULT_CRON = "0 3 * * *"  # nightly retrain at 03:00
 DEFAULT_SCHEDULED_NAME = "nightly"
@@ -93,7 +93,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.deploy", description="Deploy the ganzoo pipeline flow.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="register the cron-scheduled deployment and serve its runs here")
-    _common(p)
+    add_arguments(p)
     p.add_argument("--cron", default=DEFAULT_CRON, help=f"cron schedule (default {DEFAULT_CRON!r})")
     p.add_argument("--timezone", default="UTC")
     p.add_argument("--name", default=DEFAULT_SCHEDULED_NAME)

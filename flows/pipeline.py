@@ -4,7 +4,7 @@ Each task calls the same `ganzoo.stages` function as `ganzoo <stage>` and the `d
 the files on disk are the same whichever ran them. What the flow adds is orchestration only:
 
 - retries with exponential back-off for transient failures (I/O, network, MLflow server errors)
-  and none for user errors (ConfigError, DataError, ClassifierError): bad params fail at once, one message;
+  and none for user errors (any GanzooError): bad params fail at once, one message;
 - artifacts: the metrics, the MLflow run link and registry decision, and the sample sheets.
 
     python -m flows.pipeline [--params P] [--set KEY=VALUE ...] [--no-register] [--resume auto|no|yes]
@@ -28,14 +28,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ganzoo import stages
-from ganzoo.cli import EXIT_USER_ERROR, _common, _config
-from ganzoo.config import Config, ConfigError, flatten
-from ganzoo.data.prepared import DataError
-from ganzoo.evaluation.classifier import ClassifierError
+from ganzoo.config import add_arguments, load_from_args
+from ganzoo.config import Config, flatten
+from ganzoo.errors import EXIT_USER_ERROR, GanzooError
+from ganzoo.paths import RunPaths
 from ganzoo.variants import registry
 
 # Mistakes in params or data: one-line messages for the user, never retried.
-USER_ERRORS = (ConfigError, DataError, ClassifierError)
+USER_ERRORS = (GanzooError,)
 
 RETRIES = 2
 RETRY_DELAY_S = 10.0  # first retry after ~10 s, the second after ~20 s (jittered)
@@ -88,7 +88,7 @@ def with_retry_delay(t, delay_s: float):
 @task(name="config", cache_policy=NO_CACHE, persist_result=False)
 def config_task(params: Optional[str], overrides: list[str]) -> Config:
     """params + overrides -> Config with the CLI's semantics; a user error fails here, before any work."""
-    cfg = _config(argparse.Namespace(params=params, overrides=list(overrides)))
+    cfg = load_from_args(params, list(overrides))
     registry.resolve(cfg)  # validate every model.<variant> section now, not after preparing data
     return cfg
 
@@ -148,7 +148,7 @@ def fmt(value) -> str:
 def mlflow_run_link(cfg: Config) -> Optional[str]:
     """Markdown for the MLflow run that trained this checkpoint, from the file the tracker writes
     beside it (`checkpoints/<variant>/mlflow_run.json`); None without tracking."""
-    path = Path(cfg.train.out_dir) / cfg.variant / "mlflow_run.json"
+    path = RunPaths.of(cfg).sidecar
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -183,7 +183,7 @@ def sheets_markdown(cfg: Config) -> Optional[str]:
     """The evaluation's sample sheets as markdown images. Small sheets are embedded as data URIs
     (the artifact then shows them wherever the Prefect UI runs); large ones are linked by path,
     which only opens on the machine that ran the flow."""
-    sheets = sorted((Path(cfg.eval.out_dir) / cfg.variant).rglob("*.png"))
+    sheets = sorted(RunPaths.of(cfg).eval_dir.rglob("*.png"))
     if not sheets:
         return None
     parts, inlined = [f"# ganzoo {cfg.variant}: sample sheets", ""], 0
@@ -233,7 +233,7 @@ def patient_temporary_server():
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline",
                                      description="Run prepare -> train -> evaluate -> register as a Prefect flow.")
-    _common(parser)  # --params / --set exactly as the `ganzoo` CLI takes them
+    add_arguments(parser)  # --params / --set exactly as the `ganzoo` CLI takes them
     parser.add_argument("--no-register", action="store_true", help="stop after evaluate")
     parser.add_argument("--resume", default="auto", choices=["auto", "no", "yes"],
                         help="as `ganzoo train --resume` (default auto, as `dvc repro`)")

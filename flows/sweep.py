@@ -20,8 +20,10 @@ from prefect.artifacts import create_table_artifact
 from flows.pipeline import (RETRY_DELAY_S, USER_ERRORS, artifact_key, classifier_task, config_task,
                             evaluate_task, fmt, patient_temporary_server, prepare_task, register_task,
                             report_task, train_task, with_retry_delay)
-from ganzoo.cli import EXIT_USER_ERROR, _common
-from ganzoo.config import ConfigError, flatten
+from ganzoo.config import add_arguments
+from ganzoo.errors import EXIT_USER_ERROR
+from ganzoo.config import flatten
+from ganzoo.errors import ConfigError
 from ganzoo.data.prepared import prepared_path
 
 DEFAULT_VARIANTS = ["dcgan", "lsgan", "wgan_gp"]
@@ -114,7 +116,7 @@ def _finish(cfg, trained, evaluate, registering, report, register_model: bool) -
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.sweep", description="Train and compare several variants.")
-    _common(parser)
+    add_arguments(parser)
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated variant names")
     parser.add_argument("--max-parallel", type=int, default=1, help="variants trained at once (default 1)")
     parser.add_argument("--no-register", action="store_true")

@@ -5,24 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from ganzoo.config import ConfigError, load_config
-
-EXIT_USER_ERROR = 2
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, repeatable: --set train.lr=1e-4 --set variant=wgan_gp")
+from ganzoo.config import add_arguments, load_from_args
+from ganzoo.errors import EXIT_USER_ERROR, GanzooError
 
 
 def _config(args):
-    params = args.params
-    if params == "params.yaml" and not Path(params).exists():
-        params = None  # built-in defaults when run outside a project folder
-    return load_config(params, args.overrides)
+    return load_from_args(args.params, args.overrides)
 
 
 def cmd_prepare(args) -> int:
@@ -80,20 +69,16 @@ def cmd_register(args) -> int:
 def cmd_sample(args) -> int:
     from ganzoo import stages
 
-    variant = stages.load_generator(args.checkpoint, device=args.device)
-    labels = stages.parse_labels(args.labels, args.n, variant.data.num_classes)
-    if args.labels is not None and not variant.takes_labels:
-        raise ConfigError(f"variant {variant.name!r} is unconditional and takes no --labels; drop --labels")
-    images = stages.generate(variant, args.n, seed=args.seed, labels=labels, codes=stages.parse_codes(args.codes))
-    out = stages.write_samples(images, args.out, labels=labels)
-    print(f"wrote {args.n} samples from {variant.name} to {out}")
+    done = stages.sample(args.checkpoint, args.n, args.out, labels=args.labels, codes=args.codes,
+                         seed=args.seed, device=args.device)
+    print(f"wrote {done['n']} samples from {done['variant']} to {done['out']}")
     return 0
 
 
 def cmd_translate(args) -> int:
-    from ganzoo.translate import translate_path
+    from ganzoo import stages
 
-    written = translate_path(args.checkpoint, args.input, args.out, direction=args.direction, device=args.device)
+    written = stages.translate(args.checkpoint, args.input, args.out, direction=args.direction, device=args.device)
     print(f"translated {len(written)} image(s) {args.direction} into {args.out}")
     return 0
 
@@ -103,7 +88,7 @@ def cmd_variants(args) -> int:
 
     for name in registry.names():
         cls = registry.get_variant(name)
-        print(f"{name:10s} {cls.data_kind:9s} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+        print(f"{name:10s} {cls.data_kind:9s} {cls.description}")
     return 0
 
 
@@ -112,11 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="prepare the dataset named by data.source")
-    _common(p)
+    add_arguments(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train the variant named by `variant`")
-    _common(p)
+    add_arguments(p)
     p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto", "no"],
                    help="continue from checkpoints/<variant>/last.pt (auto: only when compatible)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow for this run")
@@ -125,17 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("classifier", help="train/cache the evaluation classifier on the prepared data")
-    _common(p)
+    add_arguments(p)
     p.set_defaults(func=cmd_classifier)
 
     p = sub.add_parser("evaluate", help="metrics and sample sheets for a checkpoint")
-    _common(p)
+    add_arguments(p)
     p.add_argument("--checkpoint", default=None, help="default: checkpoints/<variant>/last.pt")
     p.add_argument("--no-track", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("register", help="register the generator in MLflow; champion only if better")
-    _common(p)
+    add_arguments(p)
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(func=cmd_register)
 
@@ -164,14 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
-        print("ganzoo: error: --n must be >= 1", file=sys.stderr)
-        return EXIT_USER_ERROR
-    from ganzoo.data.prepared import DataError
-
     try:
         return args.func(args)
-    except (ConfigError, DataError) as err:
+    except GanzooError as err:
         print(f"ganzoo: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-
-class ConfigError(ValueError):
-    """A user error in params or overrides; the message is one line that names the culprit."""
+from ganzoo.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -115,11 +113,14 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # Set by ganzoo.variants.registry.resolve: the variant this config was resolved for (its
+    # model section complete, data.source=auto replaced), so resolving again is free.
+    _resolved_for: Optional[str] = PrivateAttr(default=None)
 
 
 # --------------------------------------------------------------------------- loading
 
-def _suggest(key: str, valid: list[str]) -> str:
+def suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"{hint}; valid keys: {', '.join(sorted(valid))}"
@@ -140,7 +141,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     loc = tuple(str(p) for p in e["loc"])
     key = ".".join(loc)
     if e["type"] == "extra_forbidden":
-        return f"{source}: unknown key {key!r}{_suggest(loc[-1], _fields_at(loc))}"
+        return f"{source}: unknown key {key!r}{suggest(loc[-1], _fields_at(loc))}"
     got = e.get("input")
     return f"{source}: {key} = {got!r} is invalid: {e['msg']}"
 
@@ -206,6 +207,24 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | 
         from_cli = any(ov.partition("=")[0].strip() == key for ov in overrides or [])
         source = "--set" if from_cli or path is None else str(path)
         raise ConfigError(format_validation_error(err, source)) from None
+
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def add_arguments(parser) -> None:
+    """--params / --set, the same on the `ganzoo` CLI and every flow's command line."""
+    parser.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, repeatable: --set train.lr=1e-4 --set variant=wgan_gp")
+
+
+def load_from_args(params: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """load_config for a front end: a missing default params.yaml means the built-in defaults
+    (run outside a project folder); any other missing file is an error."""
+    if params is not None and str(params) == DEFAULT_PARAMS and not Path(params).exists():
+        params = None
+    return load_config(params, overrides)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

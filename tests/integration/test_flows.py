@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from ganzoo import stages
-from ganzoo.config import ConfigError, apply_override
-from ganzoo.data.prepared import DataError
+from ganzoo.config import apply_override
+from ganzoo.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -171,7 +171,7 @@ def test_champion_moves_only_to_a_better_model(project, registered):
 
 @pytest.mark.slow
 def test_stale_metrics_are_refused(project, registered):
-    from ganzoo.config import ConfigError
+    from ganzoo.errors import ConfigError
     from ganzoo.tracking.registry import register_checkpoint
 
     with pytest.raises(ConfigError, match="ganzoo evaluate"):

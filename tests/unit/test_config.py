@@ -1,6 +1,7 @@
 import pytest
 
-from ganzoo.config import ConfigError, flatten, load_config
+from ganzoo.config import flatten, load_config
+from ganzoo.errors import ConfigError
 from ganzoo.variants import registry
 
 

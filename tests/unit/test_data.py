@@ -12,7 +12,8 @@ from PIL import Image
 
 from ganzoo.config import DataConfig
 from ganzoo.data.prepare import prepare_data
-from ganzoo.data.prepared import DataError, load_prepared, prepared_path
+from ganzoo.data.prepared import load_prepared, prepared_path
+from ganzoo.errors import DataError
 from ganzoo.data.sources import load_images
 
 
@@ -223,8 +224,11 @@ def test_folder_mixed_channels(tmp_path):
     root = tmp_path / "mixed"
     save_png(root / "gray.png", mode="L")
     save_png(root / "colour.png", mode="RGB")
-    with pytest.raises(DataError, match=r"gray\.png.*colour\.png.*data\.channels: 1 or 3"):
-        prepare_data(cfg(tmp_path, source="folder", root=str(root)))
+    # One rule for every folder reader: any colour image makes the set colour (grey -> RGB loses nothing).
+    mixed = prepare_data(cfg(tmp_path, source="folder", root=str(root))).tensors["x"]
+    assert mixed.shape == (2, 3, 32, 32)
+    grey = mixed[list(sorted(p.name for p in root.iterdir())).index("gray.png")]
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
     for ch in (1, 3):
         x = prepare_data(cfg(tmp_path, source="folder", root=str(root), channels=ch)).tensors["x"]
         assert x.shape == (2, ch, 32, 32)
@@ -256,24 +260,18 @@ def test_translation_source_via_prepare(tmp_path):
 
 
 def test_translation_builder_dispatch(tmp_path, monkeypatch):
-    import sys
-    import types
-
     import ganzoo.data.prepare as prepare_mod
     from ganzoo.data.prepared import Prepared
 
     def build(data_cfg):
         a = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
         return Prepared(kind="paired", tensors={"a": a, "b": a + 1}, manifest={"origin": "fake"})
-    fake = types.ModuleType("ganzoo.data.translation")
-    fake.BUILDERS = {"digits_paired": build}
-    monkeypatch.setitem(sys.modules, "ganzoo.data.translation", fake)
-    monkeypatch.setattr(prepare_mod, "TRANSLATION_BUILDERS", {})
+    monkeypatch.setitem(prepare_mod.TRANSLATION_BUILDERS, "digits_paired", build)
     c = cfg(tmp_path, source="digits_paired", image_size=8)
     prep = prepare_data(c, batch_size=4)
     assert prep.manifest["source"] == "digits_paired" and prep.manifest["kind"] == "paired"
     assert load_prepared(prepared_path(c)).tensors["b"].sum() == 6 * 64
     with pytest.raises(DataError, match=r"only 6 images in digits_paired \(tensor a\)"):
         prepare_data(c, batch_size=8)
-    with pytest.raises(DataError, match=r"unpaired_folder.*not available"):
+    with pytest.raises(DataError, match=r"unpaired_folder needs data\.root"):
         prepare_data(cfg(tmp_path, source="unpaired_folder"))

@@ -13,8 +13,9 @@ import torch.multiprocessing as mp
 
 from conftest import make_prepared
 from ganzoo import stages
-from ganzoo.config import ConfigError, load_config
-from ganzoo.data.prepared import to_unit_range
+from ganzoo.config import load_config
+from ganzoo.errors import ConfigError
+from ganzoo.data.images import to_unit_range
 from ganzoo.data.sampler import DeviceBatches
 from ganzoo.training import distributed
 from ganzoo.training.checkpoint import read_checkpoint
@@ -135,7 +136,7 @@ def test_sync_batchnorm_is_refused_on_cpu_and_a_no_op_for_one_process():
 def test_rank_state_restores_each_ranks_own_streams():
     saved = {"sampler": "s0", "rng": "r0", "acc": {},
              "ranks": [{"sampler": "s0", "rng": "r0", "acc": {}}, {"sampler": "s1", "rng": "r1", "acc": {}}]}
-    from ganzoo.training.loop import _rank_state
+    from ganzoo.training.resume import rank_state as _rank_state
 
     assert _rank_state(saved, distributed.DistContext(1, 2, False))["sampler"] == "s1"
     # Another process count: rank 0 continues the checkpoint's streams, the others keep fresh ones.

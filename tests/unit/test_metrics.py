@@ -11,9 +11,10 @@ from PIL import Image
 
 from ganzoo.data.prepared import Prepared, content_hash
 from ganzoo.evaluation import classifier as clf_mod
+from ganzoo.data.images import save_grid
 from ganzoo.evaluation import (FeatureError, build_features, class_kl, class_rows, compute_image_metrics, fid,
                                get_classifier, interpolation_latents, kid, mode_coverage, modes_covered,
-                               precision_recall, save_grid, train_classifier, translation_rows)
+                               precision_recall, train_classifier)
 
 CLASSIFIER_STEPS = 150  # ~0.98 held-out accuracy on digits in a few CPU seconds
 
@@ -174,9 +175,9 @@ def test_save_grid_and_arrangements(tmp_path):
     with Image.open(path) as im:
         assert im.size == (4 * 10 + 2, 10 * 10 + 2) and im.mode == "L"
 
-    rows, ncol = translation_rows(torch.rand(3, 1, 8, 8), torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8))
-    assert rows.shape == (9, 3, 8, 8) and ncol == 3
-    save_grid(rows, tmp_path / "pairs.png", ncol)
+    rgb = save_grid(torch.rand(9, 3, 8, 8) * 2 - 1, tmp_path / "colour.png", 3)
+    with Image.open(rgb) as im:
+        assert im.size == (3 * 10 + 2, 3 * 10 + 2) and im.mode == "RGB"
 
     z = interpolation_latents(torch.randn(2, 16), torch.randn(2, 16), steps=5)
     assert z.shape == (10, 16)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import make_prepared
-from ganzoo.config import ConfigError, load_config
+from ganzoo.config import load_config
+from ganzoo.errors import ConfigError
 from ganzoo.data.sampler import DeviceBatches
 from ganzoo.data.stream import StreamBatches, device_bytes, should_stream
 from ganzoo.training.checkpoint import read_checkpoint

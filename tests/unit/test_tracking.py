@@ -13,7 +13,8 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from conftest import make_prepared
-from ganzoo.config import ConfigError, load_config
+from ganzoo.config import load_config
+from ganzoo.errors import ConfigError
 from ganzoo.training.loop import data_spec
 from ganzoo.tracking import NullTracker, open_tracker, registry, store
 from ganzoo.tracking.tracker import _TrainingHooks

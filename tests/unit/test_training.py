@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import make_prepared
-from ganzoo import stages
-from ganzoo.config import ConfigError, load_config
+from ganzoo import sampling, stages
+from ganzoo.config import load_config
+from ganzoo.errors import ConfigError
 from ganzoo.training.checkpoint import load_variant, read_checkpoint
 from ganzoo.training.loop import train_loop
 from ganzoo.variants import registry
@@ -54,8 +55,8 @@ def test_every_variant_trains_checkpoints_and_reloads(variant, in_tmp):
     loaded, cfg2, _ = load_variant(result.checkpoint)
     assert cfg2.model == registry.resolve(cfg).model
     if not loaded.translates:
-        a = stages.generate(loaded, 3, seed=5)
-        b = stages.generate(loaded, 3, seed=5)
+        a = sampling.generate(loaded, 3, seed=5)
+        b = sampling.generate(loaded, 3, seed=5)
         assert a.shape[0] == 3 and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
 
 

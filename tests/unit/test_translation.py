@@ -12,16 +12,18 @@ from PIL import Image
 from torch import nn
 
 from conftest import make_prepared
-from ganzoo.config import Config, ConfigError, DataConfig
+from ganzoo.config import Config, DataConfig
+from ganzoo.errors import ConfigError
 from ganzoo.data.prepare import prepare_data
-from ganzoo.data.prepared import DataError, Prepared, load_prepared, prepared_path
+from ganzoo.data.prepared import Prepared, load_prepared, prepared_path
+from ganzoo.errors import DataError
 from ganzoo.data.translation import TRANSLATION_BUILDERS, outline, thick_inverted
 from ganzoo.evaluation.translation import translation_metrics, translation_sheet
 from ganzoo.image_pool import ImagePool
 from ganzoo.nets.translation import (DiscoDiscriminator, DiscoGenerator, PatchDiscriminator, ResnetGenerator,
                                      UNetGenerator)
 from ganzoo.training.loop import data_spec, train_loop
-from ganzoo.translate import translate_path
+from ganzoo.stages import translate as translate_path
 from ganzoo.variants import registry
 
 TINY = {"pix2pix": {"ngf": 4, "ndf": 4},
@@ -279,7 +281,7 @@ def test_one_train_step(name, kind):
 
 
 def test_pix2pix_refuses_reverse_direction_and_sampling():
-    from ganzoo.stages import generate
+    from ganzoo.sampling import generate
 
     variant, prep = _variant("pix2pix")
     with pytest.raises(ConfigError, match="one mapping.*--direction AtoB"):

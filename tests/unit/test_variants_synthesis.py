@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ganzoo import losses
-from ganzoo.config import ConfigError, load_config
+from ganzoo.config import load_config
+from ganzoo.errors import ConfigError
 from ganzoo.data.sampler import DeviceBatches
 from ganzoo.training.loop import data_spec, train_loop
 from ganzoo.variants import registry

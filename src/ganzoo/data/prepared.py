@@ -16,17 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ganzoo.errors import DataError
+from ganzoo.files import atomic_write_text, write_temp
+
 KIND_KEYS = {"images": ("x",), "paired": ("a", "b"), "unpaired": ("a", "b")}
-
-
-class DataError(ValueError):
-    """A user error about data (missing folder, corrupt file, ...): one line naming the culprit."""
 
 
 @dataclass
@@ -45,10 +43,6 @@ class Prepared:
         classes = self.manifest.get("classes")
         return len(classes) if classes else None
 
-    @property
-    def labels(self) -> torch.Tensor | None:
-        return self.tensors.get("y")
-
 
 def prepared_path(data_cfg) -> Path:
     return Path(data_cfg.prepared_dir) / f"{data_cfg.source}-{data_cfg.image_size}"
@@ -62,45 +56,6 @@ def content_hash(tensors: dict[str, torch.Tensor]) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _write_temp(path: Path, write) -> str:
-    """Call write(file_obj) on a synced temp file beside `path`; return the temp file's name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(file_obj) on a temp file beside `path`, then rename it into place."""
-    tmp = _write_temp(path, write)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
 def save_prepared(prep: Prepared, out_dir: Path) -> Path:
@@ -118,7 +73,7 @@ def save_prepared(prep: Prepared, out_dir: Path) -> Path:
         content_hash=content_hash(prep.tensors),
     )
     data, man = out_dir / "data.pt", out_dir / "manifest.json"
-    tmp = _write_temp(data, lambda f: torch.save(prep.tensors, f))
+    tmp = write_temp(data, lambda f: torch.save(prep.tensors, f))
     try:
         # Drop the old manifest before the new data replaces the old: a crash in between then
         # leaves no dataset (load_prepared says so), never an old manifest over new data.
@@ -140,13 +95,3 @@ def load_prepared(path: Path) -> Prepared:
     manifest = json.loads(man.read_text())
     tensors = torch.load(data, weights_only=True, map_location="cpu")
     return Prepared(kind=manifest["kind"], tensors=tensors, manifest=manifest)
-
-
-def to_unit_range(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return x.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]."""
-    return x.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)

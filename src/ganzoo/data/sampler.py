@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ganzoo.data.prepared import KIND_KEYS, Prepared, to_unit_range
+from ganzoo.data.prepared import KIND_KEYS, Prepared
+from ganzoo.data.images import to_unit_range
 
 
 class DeviceBatches:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganzoo.data.prepared import DataError
+from ganzoo.data.images import IMAGE_EXTS, channels_of, list_images, read_image
+from ganzoo.errors import DataError
 
 DEFAULT_ROOT = "data/raw"
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 TRANSLATION_SOURCES = ("paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired")
 
 # torchvision's folder names and class names, so a torchvision download root works as is.
@@ -177,21 +177,13 @@ def load_cifar10(data_cfg) -> RawImages:
 
 # --------------------------------------------------------------------------- image folder
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS
-
-
-def _images_in(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if _is_image(p))
-
-
 def list_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
     """Image files and, when root holds class sub-folders, their labels and class names."""
     if not root.is_dir():
         raise DataError(f"data.root={str(root)!r} is not an existing folder; set data.root to a folder of images")
-    flat = _images_in(root)
+    flat = list_images(root)
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    groups = [(d.name, _images_in(d)) for d in subdirs]
+    groups = [(d.name, list_images(d)) for d in subdirs]
     groups = [(name, files) for name, files in groups if files]  # empty sub-folders are no class
     if groups and flat:
         raise DataError(f"{flat[0]} sits beside class folders in {root}; move it into a class folder "
@@ -206,63 +198,6 @@ def list_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str] | N
     return flat, None, None
 
 
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")  # palette ("P") counts as colour
-
-
-def _open(path: Path, load: bool):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        im = Image.open(path)
-        if load:
-            im.load()  # decode now so a truncated file fails here, naming it
-        return im
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path} ({type(exc).__name__}); remove or replace the file") from None
-
-
-def _to_mode(im, channels: int):
-    from PIL import Image
-
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # 16-bit / float grayscale: PIL's convert clips at 255, so rescale to 8 bits first.
-        a = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-        im = Image.fromarray(np.rint(a * (255.0 / hi)).clip(0, 255).astype(np.uint8), "L")
-    return im.convert("L" if channels == 1 else "RGB")  # alpha is dropped
-
-
-def _square_resize(im, size: int):
-    from PIL import Image
-
-    w, h = im.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    im = im.crop((left, top, left + s, top + s))  # centre crop keeps the aspect ratio
-    return im if s == size else im.resize((size, size), Image.Resampling.BICUBIC)
-
-
-def _load_one(path: Path, channels: int, size: int) -> np.ndarray:
-    with _open(path, load=True) as im:
-        a = np.asarray(_square_resize(_to_mode(im, channels), size), dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
-
-def _folder_channels(root: Path, files: list[Path]) -> int:
-    """1 if every image is grayscale, 3 if every one is colour; mixed needs data.channels."""
-    gray, colour = None, None
-    for p in files:
-        with _open(p, load=False) as im:  # the header alone tells the mode
-            if im.mode in GRAY_MODES:
-                gray = gray or p
-            else:
-                colour = colour or p
-        if gray and colour:
-            raise DataError(f"{root} mixes grayscale ({gray}) and colour ({colour}) images; "
-                            "set data.channels: 1 or 3")
-    return 1 if gray else 3
-
-
 def load_folder(data_cfg) -> RawImages:
     if data_cfg.root is None:
         raise DataError("data.source=folder needs data.root: set it to a folder of images")
@@ -270,9 +205,9 @@ def load_folder(data_cfg) -> RawImages:
     files, labels, classes = list_folder(root)
     if data_cfg.limit:  # decode only what will be kept
         files, labels = files[:data_cfg.limit], labels[:data_cfg.limit] if labels else None
-    channels = data_cfg.channels or _folder_channels(root, files)
+    channels = channels_of(files, data_cfg.channels)
     # Sizes may differ between files, so each is resized as it loads, letting them stack.
-    images = np.stack([_load_one(p, channels, data_cfg.image_size) for p in files])
+    images = np.stack([read_image(p, channels, data_cfg.image_size) for p in files])
     what = f"{len(files)} files" + (f", {len(classes)} classes" if classes else "")
     return RawImages(images=torch.from_numpy(images),
                      labels=torch.tensor(labels, dtype=torch.int64) if labels is not None else None,

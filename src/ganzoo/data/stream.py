@@ -16,7 +16,8 @@ from collections import deque
 
 import torch
 
-from ganzoo.data.prepared import Prepared, to_unit_range
+from ganzoo.data.prepared import Prepared
+from ganzoo.data.images import to_unit_range
 
 
 class StreamBatches:

@@ -1,7 +1,7 @@
 """Image-translation sources -> `Prepared` (kind paired or unpaired), keyed by `data.source`.
 
-`ganzoo.data.prepare` looks the builder up in `TRANSLATION_BUILDERS` (also exported as `BUILDERS`);
-each takes the `DataConfig` and returns uint8 NCHW tensors at `data.image_size`.
+`ganzoo.data.prepare` looks the builder up in `TRANSLATION_BUILDERS`; each takes the `DataConfig`
+and returns uint8 NCHW tensors at `data.image_size`.
 
 Folder layouts (`data.root`):
 
@@ -36,8 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganzoo.data.prepared import DataError, Prepared
-from ganzoo.data.sources import GRAY_MODES, IMAGE_EXTS, _open, _square_resize, _to_mode, load_digits
+from ganzoo.data.images import IMAGE_EXTS, channels_of, convert, image_array, list_images, load_image
+from ganzoo.data.prepared import Prepared
+from ganzoo.data.sources import load_digits
+from ganzoo.errors import DataError
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0  # fixed: the split depends on the data alone, so prepared hashes are stable
@@ -45,39 +47,13 @@ SPLIT_SEED = 0  # fixed: the split depends on the data alone, so prepared hashes
 
 # --------------------------------------------------------------------------- file helpers
 
-def _images(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS)
-
-
 def _require_dir(d: Path, what: str) -> Path:
     if not d.is_dir():
         raise DataError(f"missing split folder {d}/ ({what}); create it or fix data.root")
-    files = _images(d)
+    files = list_images(d)
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {d}/; add images or fix data.root")
     return d
-
-
-def _channels(data_cfg, files: list[Path]) -> int:
-    """data.channels, else 3 if any image is colour (grey -> RGB loses nothing), else 1."""
-    if data_cfg.channels:
-        return data_cfg.channels
-    for p in files:
-        with _open(p, load=False) as im:  # the header alone tells the mode
-            if im.mode not in GRAY_MODES:
-                return 3
-    return 1
-
-
-def _to_array(im, size: int) -> np.ndarray:
-    a = np.asarray(_square_resize(im, size), dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
-
-def _load(path: Path, channels: int):
-    with _open(path, load=True) as im:  # names the file when it cannot be decoded
-        return _to_mode(im, channels)
 
 
 def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -93,18 +69,18 @@ def _limit(files: list, data_cfg) -> list:
 def _side_by_side(files: list[Path], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = [], []
     for p in files:
-        im = _load(p, channels)
+        im = load_image(p, channels)
         w, h = im.size
         if w % 2:
             raise DataError(f"{p} is {w} pixels wide, odd, so it cannot hold A and B side by side; "
                             "crop it to an even width or use the A/ B/ layout")
-        a.append(_to_array(im.crop((0, 0, w // 2, h)), size))
-        b.append(_to_array(im.crop((w // 2, 0, w, h)), size))
+        a.append(image_array(im.crop((0, 0, w // 2, h)), size))
+        b.append(image_array(im.crop((w // 2, 0, w, h)), size))
     return _stack(a), _stack(b)
 
 
 def _match(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
-    fa, fb = {p.stem: p for p in _images(dir_a)}, {p.stem: p for p in _images(dir_b)}
+    fa, fb = {p.stem: p for p in list_images(dir_a)}, {p.stem: p for p in list_images(dir_b)}
     only_a, only_b = sorted(fa.keys() - fb.keys()), sorted(fb.keys() - fa.keys())
     if only_a or only_b:
         lone = fa[only_a[0]] if only_a else fb[only_b[0]]
@@ -119,12 +95,12 @@ def _match(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
 def _pairs(pairs: list[tuple[Path, Path]], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     a, b = [], []
     for pa, pb in pairs:
-        ia, ib = _load(pa, channels), _load(pb, channels)
+        ia, ib = load_image(pa, channels), load_image(pb, channels)
         if ia.size != ib.size:
             raise DataError(f"{pa} is {ia.size[0]}x{ia.size[1]} but its pair {pb} is {ib.size[0]}x{ib.size[1]}; "
                             "paired images must have the same size")
-        a.append(_to_array(ia, size))
-        b.append(_to_array(ib, size))
+        a.append(image_array(ia, size))
+        b.append(image_array(ib, size))
     return _stack(a), _stack(b)
 
 
@@ -136,10 +112,10 @@ def _test_dir(parent: Path, what: str) -> Path:
 
 
 def _paired_pix2pix(root: Path, data_cfg) -> tuple[dict, str]:
-    train = _images(_require_dir(root / "train", "pix2pix layout: A|B side-by-side training images"))
-    test = _images(_test_dir(root, "pix2pix layout: A|B side-by-side test images"))
+    train = list_images(_require_dir(root / "train", "pix2pix layout: A|B side-by-side training images"))
+    test = list_images(_test_dir(root, "pix2pix layout: A|B side-by-side test images"))
     train = _limit(train, data_cfg)
-    ch = _channels(data_cfg, train + test)
+    ch = channels_of(train + test, data_cfg.channels)
     a, b = _side_by_side(train, ch, data_cfg.image_size)
     a_t, b_t = _side_by_side(test, ch, data_cfg.image_size)
     return {"a": a, "b": b, "a_test": a_t, "b_test": b_t}, f"{root} (pix2pix layout, {len(train)}+{len(test)} pairs)"
@@ -160,7 +136,7 @@ def _paired_ab(root: Path, data_cfg) -> tuple[dict, str]:
         train = [p for i, p in enumerate(pairs) if i % 5]
         layout = "flat A/ B/, every fifth pair held out"
     train = _limit(train, data_cfg)
-    ch = _channels(data_cfg, [p for pair in train + test for p in pair])
+    ch = channels_of([p for pair in train + test for p in pair], data_cfg.channels)
     a, b = _pairs(train, ch, data_cfg.image_size)
     a_t, b_t = _pairs(test, ch, data_cfg.image_size)
     return {"a": a, "b": b, "a_test": a_t, "b_test": b_t}, f"{root} ({layout}, {len(train)}+{len(test)} pairs)"
@@ -210,10 +186,10 @@ def build_unpaired_folder(data_cfg) -> Prepared:
     dirs = {k: _require_dir(root / name, f"CycleGAN layout: {what}") for k, name, what in (
         ("a", "trainA", "domain A training images"), ("b", "trainB", "domain B training images"),
         ("a_test", "testA", "domain A test images"), ("b_test", "testB", "domain B test images"))}
-    files = {k: _images(d) for k, d in dirs.items()}
+    files = {k: list_images(d) for k, d in dirs.items()}
     files["a"], files["b"] = _limit(files["a"], data_cfg), _limit(files["b"], data_cfg)
-    ch = _channels(data_cfg, [p for fs in files.values() for p in fs])
-    tensors = {k: _stack([_to_array(_load(p, ch), data_cfg.image_size) for p in fs]) for k, fs in files.items()}
+    ch = channels_of([p for fs in files.values() for p in fs], data_cfg.channels)
+    tensors = {k: _stack([image_array(load_image(p, ch), data_cfg.image_size) for p in fs]) for k, fs in files.items()}
     counts = ", ".join(f"{dirs[k].name} {len(fs)}" for k, fs in files.items())
     return Prepared("unpaired", tensors, _manifest(data_cfg, tensors, f"{root} (CycleGAN layout: {counts})"))
 
@@ -221,8 +197,6 @@ def build_unpaired_folder(data_cfg) -> Prepared:
 # --------------------------------------------------------------------------- embedded digits
 
 def _digits(data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    from ganzoo.data.prepare import convert  # lazy: prepare imports this module lazily too
-
     raw = load_digits(data_cfg)
     x, y = raw.images, raw.labels
     if data_cfg.limit:
@@ -290,4 +264,3 @@ TRANSLATION_BUILDERS: dict[str, Callable[..., Prepared]] = {
     "digits_paired": build_digits_paired,
     "digits_unpaired": build_digits_unpaired,
 }
-BUILDERS = TRANSLATION_BUILDERS  # the name ganzoo.data.prepare looks up

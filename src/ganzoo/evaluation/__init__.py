@@ -1,6 +1,7 @@
 """Evaluation layer: a dataset classifier, feature extractors, sample-quality metrics and image sheets.
 
-Depends only on torch/torchmetrics/torchvision and ganzoo.data / ganzoo.config; tracking and
+Depends only on torch/torchmetrics/torchvision and the layers below (sampling, training's
+checkpoint loading, variants, data, config); tracking and
 orchestration live elsewhere and call in here.
 """
 
@@ -10,14 +11,12 @@ from ganzoo.evaluation.features import (ClassifierFeatures, FeatureError, Incept
 from ganzoo.evaluation.metrics import (class_kl, compute_image_metrics, extract, fid, kid, mode_coverage,
                                        modes_covered, precision_recall)
 from ganzoo.evaluation.sheets import (class_rows, interpolation_latents, interpolation_strip, save_class_sheet,
-                                      save_grid, save_interpolation_strip, save_translation_rows,
-                                      translation_rows)
+                                      save_interpolation_strip)
 
 __all__ = [
     "ClassifierError", "SmallCNN", "get_classifier", "predict", "train_classifier",
     "ClassifierFeatures", "FeatureError", "InceptionFeatures", "build_features", "inception_weights_path",
     "class_kl", "compute_image_metrics", "extract", "fid", "kid", "mode_coverage", "modes_covered",
     "precision_recall",
-    "class_rows", "interpolation_latents", "interpolation_strip", "save_class_sheet", "save_grid",
-    "save_interpolation_strip", "save_translation_rows", "translation_rows",
+    "class_rows", "interpolation_latents", "interpolation_strip", "save_class_sheet", "save_interpolation_strip",
 ]

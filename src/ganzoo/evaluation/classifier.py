@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo.config import ConfigError
-from ganzoo.data.prepared import Prepared, atomic_write_bytes, content_hash, to_unit_range
+from ganzoo.errors import ConfigError
+from ganzoo.data.prepared import Prepared, content_hash
+from ganzoo.data.images import as_unit_range, to_unit_range
+from ganzoo.files import atomic_write_bytes
 
 CLASSIFIER_SEED = 0
 FEATURE_DIM = 128
@@ -89,7 +91,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> to
     out = []
     for i in range(0, images.shape[0], batch_size):
         x = images[i:i + batch_size].to(dev)
-        x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+        x = as_unit_range(x)
         out.append(model(x).argmax(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 

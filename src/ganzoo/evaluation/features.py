@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganzoo.config import ConfigError
-from ganzoo.data.prepared import Prepared, to_uint8, to_unit_range
+from ganzoo.errors import ConfigError
+from ganzoo.data.prepared import Prepared
+from ganzoo.data.images import as_unit_range, to_uint8
 from ganzoo.evaluation.classifier import ClassifierError, get_classifier
 
 # torch-fidelity's FID Inception weights; torch.hub caches downloads under <hub>/checkpoints/.
@@ -48,15 +49,8 @@ class ClassifierFeatures(_FrozenExtractor):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dev = next(self.classifier.parameters()).device
         x = x.to(dev)
-        x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+        x = as_unit_range(x)
         return self.classifier.features(x).float()
-
-    @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        dev = next(self.classifier.parameters()).device
-        x = x.to(dev)
-        x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
-        return self.classifier(x).float()
 
 
 def _torch_fidelity_available() -> bool:

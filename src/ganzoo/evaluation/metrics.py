@@ -19,7 +19,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from ganzoo.data.prepared import to_unit_range
+from ganzoo.data.images import as_unit_range
 
 Images = torch.Tensor | Iterable[torch.Tensor]  # a tensor, or batches of one (e.g. from a generator)
 
@@ -152,7 +152,7 @@ def extract(extractor: nn.Module, images: Images, batch_size: int = 500,
         elif classifier is not None:
             dev = next(classifier.parameters()).device
             xb = x.to(dev)
-            xb = to_unit_range(xb) if xb.dtype == torch.uint8 else xb.float()
+            xb = as_unit_range(xb)
             preds.append(classifier(xb).argmax(1).cpu())
     return torch.cat(feats), (torch.cat(preds) if preds else None)
 

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.config import Config, ConfigError
-from ganzoo.data.prepared import Prepared, atomic_write_text, load_prepared, prepared_path
+from ganzoo.config import Config
+from ganzoo.data.prepared import Prepared, load_prepared, prepared_path
+from ganzoo.errors import ConfigError
+from ganzoo.files import atomic_write_text
+from ganzoo.paths import RunPaths
+from ganzoo.sampling import generate
 from ganzoo.evaluation import sheets
 from ganzoo.evaluation.classifier import ClassifierError, get_classifier, predict
 from ganzoo.evaluation.features import build_features
@@ -22,8 +26,6 @@ from ganzoo.training.device import resolve_device
 
 
 def _generate(variant, n: int, seed: int, labels=None, codes=None, batch_size: int = 500) -> torch.Tensor:
-    from ganzoo.stages import generate
-
     return generate(variant, n, seed=seed, labels=labels, codes=codes, batch_size=batch_size)
 
 
@@ -74,14 +76,28 @@ def synthesis_sheets(variant, out: Path, seed: int, num_classes: int | None) -> 
             frames = [torch.cat([_generate(variant, 1, seed + k, codes={"cat": k, f"c{j}": float(v)}) for v in steps])
                       for k in range(variant.n_cat)]
             sheets.save_interpolation_strip(torch.stack(frames), out / f"traversal_c{j}.png")
-    if hasattr(variant, "decode") and getattr(variant, "latent_dim", None):
-        g = torch.Generator(device=variant.device).manual_seed(seed)
-        z0 = torch.randn(6, variant.latent_dim, generator=g, device=variant.device)
-        z1 = torch.randn(6, variant.latent_dim, generator=g, device=variant.device)
-        z = sheets.interpolation_latents(z0, z1, 10)
-        with torch.no_grad():
-            frames = variant.decode(z).float().cpu().view(6, 10, *variant.data.image_shape)
-        sheets.save_interpolation_strip(frames, out / "interpolation.png")
+    if variant.latent_dim:
+        sheets.save_interpolation_strip(interpolation_frames(variant, seed), out / "interpolation.png")
+
+
+@torch.no_grad()
+def interpolation_frames(variant, seed: int, rows: int = 6, steps: int = 10) -> torch.Tensor:
+    """(rows, steps, C, H, W): each row walks the latent between two prior draws (spherically),
+    its condition fixed: row r's class for cgan, categorical code r with the continuous codes at 0
+    for infogan, so only z changes along a row."""
+    variant.eval()
+    g = torch.Generator(device=variant.device).manual_seed(seed)
+    z0, z1 = variant.noise(rows, variant.latent_dim, g), variant.noise(rows, variant.latent_dim, g)
+    z = sheets.interpolation_latents(z0, z1, steps).view(rows, steps, -1)
+    frames = []
+    for r in range(rows):
+        labels, codes = None, None
+        if variant.takes_labels:
+            labels = torch.full((steps,), r % variant.data.num_classes, device=variant.device)
+        if variant.takes_codes:
+            codes = {"cat": r % variant.n_cat, **{f"c{j}": 0.0 for j in range(1, variant.n_cont + 1)}}
+        frames.append(variant.decode(z[r], labels=labels, codes=codes, generator=g).float().cpu())
+    return torch.stack(frames)
 
 
 def evaluate_synthesis(cfg: Config, variant, prep: Prepared, device, out: Path) -> dict:
@@ -141,7 +157,8 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> dict:
     if prep.manifest.get("content_hash") != variant.data.content_hash:
         raise ConfigError(f"{prepared_path(trained_cfg.data)} changed since {checkpoint} was trained "
                           f"(content hash differs); re-run `ganzoo prepare` with the same data or retrain")
-    out = Path(cfg.eval.out_dir) / variant.name
+    paths = RunPaths.of(cfg.model_copy(update={"variant": variant.name}))
+    out = paths.eval_dir
     if variant.translates:
         metrics = evaluate_translation(cfg, variant, prep, device, out)
     else:
@@ -150,5 +167,5 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> dict:
     result = {"variant": variant.name, "source": trained_cfg.data.source, "step": int(ckpt["step"]),
               "n_samples": cfg.eval.n_samples, "eval_seed": cfg.eval.seed, **metrics}
     result = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}
-    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(paths.metrics, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result

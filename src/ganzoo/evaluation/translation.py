@@ -18,15 +18,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ganzoo.data.prepared import Prepared, to_unit_range
+from ganzoo.data.prepared import Prepared
+from ganzoo.data.images import as_unit_range, to_unit_range
 from ganzoo.evaluation.metrics import fid
-from ganzoo.evaluation.sheets import save_grid
+from ganzoo.data.images import save_grid
 
 BATCH = 256
 
 
 def _two_way(variant) -> bool:
-    return "BtoA" in getattr(variant, "directions", ())
+    return "BtoA" in variant.directions
 
 
 @torch.no_grad()
@@ -35,7 +36,7 @@ def _translate(variant, images: torch.Tensor, direction: str) -> torch.Tensor:
     out = []
     for i in range(0, images.shape[0], BATCH):
         x = images[i:i + BATCH].to(variant.device)
-        x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+        x = as_unit_range(x)
         out.append(variant.translate(x, direction).float().cpu())
     return torch.cat(out)
 

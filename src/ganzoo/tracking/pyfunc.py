@@ -10,7 +10,8 @@ one row per request:
   gives the same images), `label` (cgan: the class of all n images; omitted, classes are drawn
   from the seed), `codes` (infogan: "cat=3,c1=0.5" as for `ganzoo sample --codes`).
 - translation variants (pix2pix, cyclegan, discogan): `image` (a base64-encoded PNG; converted to
-  the model's channel count and resized to its image size) and `direction` ("AtoB" default, or
+  the model's channel count, centre-cropped and resized to its image size, as `ganzoo translate`
+  converts a file) and `direction` ("AtoB" default, or
   "BtoA" for the two-way variants).
 
 Response: one row per image, columns `request` (the row it answers) and `image` (base64 PNG), so
@@ -20,7 +21,7 @@ a REST client gets `{"predictions": [{"request": 0, "image": "iVBOR..."}, ...]}`
 from __future__ import annotations
 
 import base64
-import io
+import binascii
 from pathlib import Path
 
 import mlflow
@@ -31,10 +32,10 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
-from PIL import Image
 
-from ganzoo.config import ConfigError
-from ganzoo.data.prepared import to_uint8, to_unit_range
+from ganzoo.data.images import decode_image, png_bytes, to_unit_range
+from ganzoo.errors import ConfigError, GanzooError
+from ganzoo.sampling import generate, parse_codes, source_shape
 
 MAX_IMAGES = 1024  # per request row: a served model should not be asked for unbounded memory
 OUTPUT_SCHEMA = Schema([ColSpec("long", "request"), ColSpec("string", "image")])
@@ -47,25 +48,21 @@ def bad_request(message: str) -> MlflowException:
 
 def encode_png(image: torch.Tensor) -> str:
     """One [-1, 1] CHW image -> base64 PNG (greyscale or RGB)."""
-    arr = to_uint8(image).permute(1, 2, 0).cpu().numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def decode_png(text: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    """base64 PNG -> [-1, 1] CHW of `shape` (channels converted, resized where needed)."""
-    c, h, w = shape
+    """base64 PNG/JPEG -> [-1, 1] CHW of `shape`: the conversion `ganzoo translate` applies to a file."""
+    c, h, _ = shape
     try:
-        img = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
-        img.load()
-    except Exception as exc:  # noqa: BLE001 -- any undecodable input is the client's error
-        raise bad_request(f"column 'image' must hold base64-encoded PNG/JPEG images ({type(exc).__name__})") from None
-    img = img.convert("L" if c == 1 else "RGB")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
-    return to_unit_range(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise bad_request("column 'image' must hold base64-encoded PNG/JPEG images (not valid base64)") from None
+    try:
+        arr = decode_image(data, c, h, name="in column 'image'")
+    except GanzooError as err:
+        raise bad_request(f"column 'image' must hold base64-encoded PNG/JPEG images ({err})") from None
+    return to_unit_range(torch.from_numpy(arr))
 
 
 def input_schema(variant) -> Schema:
@@ -116,8 +113,6 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
     def _sample(self, request: dict) -> torch.Tensor:
         # The CLI's own sampling path (same seeds, same errors), not a copy of it.
-        from ganzoo.stages import generate, parse_codes
-
         n = int(request["n"]) if _present(request.get("n")) else 1
         if not 1 <= n <= MAX_IMAGES:
             raise bad_request(f"n = {n}: ask for 1..{MAX_IMAGES} images per request row")
@@ -128,7 +123,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         try:
             codes = parse_codes(request["codes"]) if _present(request.get("codes")) else None
             return generate(self.variant, n, seed=seed, labels=labels, codes=codes)
-        except ConfigError as err:  # labels for an unconditional model, unknown codes...
+        except GanzooError as err:  # labels for an unconditional model, unknown codes...
             raise bad_request(str(err)) from None
 
     @torch.no_grad()
@@ -136,13 +131,11 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         direction = request.get("direction") if _present(request.get("direction")) else "AtoB"
         if direction not in ("AtoB", "BtoA"):
             raise bad_request(f"direction = {direction!r}: use AtoB or BtoA")
-        data = self.variant.data
-        shape = data.image_shape if direction == "AtoB" else (data.image_shape_b or data.image_shape)
-        x = decode_png(request["image"], tuple(shape)).unsqueeze(0).to(self.variant.device)
+        x = decode_png(request["image"], source_shape(self.variant, direction)).unsqueeze(0).to(self.variant.device)
         self.variant.eval()
         try:
             return self.variant.translate(x, direction).float().cpu()
-        except ConfigError as err:  # e.g. BtoA asked of a one-way pix2pix
+        except GanzooError as err:  # e.g. BtoA asked of a one-way pix2pix
             raise bad_request(str(err)) from None
 
 

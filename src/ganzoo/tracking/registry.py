@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ganzoo.config import Config, ConfigError, flatten
+from ganzoo.config import Config, flatten
+from ganzoo.errors import ConfigError
 from ganzoo.tracking import store
 
 CHAMPION, CHALLENGER = "champion", "challenger"

@@ -8,7 +8,8 @@ import torch
 from torchvision.utils import make_grid
 
 from ganzoo.config import Config
-from ganzoo.data.prepared import prepared_path, to_uint8, to_unit_range
+from ganzoo.data.prepared import prepared_path
+from ganzoo.data.images import to_uint8, to_unit_range
 
 SHEET_SEED = 1234
 SHEET_SIZE = 64

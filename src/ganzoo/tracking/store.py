@@ -17,11 +17,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ganzoo.config import Config, ConfigError, flatten
-from ganzoo.data.prepared import atomic_write_text
+from ganzoo.config import Config, flatten
+from ganzoo.errors import ConfigError
+from ganzoo.files import atomic_write_text
+from ganzoo.paths import SIDECAR
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-SIDECAR = "mlflow_run.json"
 WARN_PREFIX = "[ganzoo] MLflow:"
 
 
@@ -139,7 +140,7 @@ def numeric_metrics(metrics: dict) -> dict[str, float]:
 # --------------------------------------------------------------------------- sidecar
 
 def read_sidecar(checkpoint_dir: str | Path) -> dict | None:
-    path = Path(checkpoint_dir) / SIDECAR
+    path = Path(checkpoint_dir) / SIDECAR  # beside the checkpoint
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -148,6 +149,7 @@ def read_sidecar(checkpoint_dir: str | Path) -> dict | None:
 
 
 def write_sidecar(checkpoint_dir: str | Path, data: dict) -> None:
+    """The sidecar (`RunPaths.sidecar`): which run in which store trained the checkpoint beside it."""
     atomic_write_text(Path(checkpoint_dir) / SIDECAR, json.dumps(data, indent=2) + "\n")
 
 

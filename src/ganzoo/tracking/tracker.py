@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from ganzoo.config import Config, flatten
+from ganzoo.paths import RunPaths
 from ganzoo.tracking import sheets, store
-from ganzoo.training.checkpoint import checkpoint_dir
-from ganzoo.training.loop import Hooks
+from ganzoo.training.hooks import Hooks
 
 _BATCH_PARAMS = 100  # MLflow's per-request limit on params
 
@@ -179,13 +179,13 @@ class _TrainingHooks(Hooks):
     def on_start(self, cfg, variant, start_step):
         self.cfg, self.variant, self.prev_step = cfg, variant, start_step
         self.last_logged = self.last_image = start_step
-        self.dir = checkpoint_dir(cfg)
+        self.paths = RunPaths.of(cfg)
         self.t._safely(self._start, cfg, start_step)
 
     def _start(self, cfg, start_step):
         t = self.t
         t._training = True
-        last = self.dir / "last.pt"  # the checkpoint the loop resumed from
+        last = self.paths.last  # the checkpoint the loop resumed from
         run_id, _ = store.sidecar_run(t.client, t.uri, last) if start_step > 0 else (None, None)
         if run_id is not None:
             t._resume_run(run_id, cfg, start_step)
@@ -198,7 +198,7 @@ class _TrainingHooks(Hooks):
             self.inputs = sheets.translation_inputs(cfg, paired=self.variant.data.kind == "paired")
 
     def _write_sidecar(self, step: int, checkpoint: Path | None = None) -> None:
-        store.write_sidecar(self.dir, {"run_id": self.t.run_id, "experiment_id": self.t.experiment_id,
+        store.write_sidecar(self.paths.checkpoint_dir, {"run_id": self.t.run_id, "experiment_id": self.t.experiment_id,
                                        "tracking_uri": self.t.uri, "step": step,
                                        "checkpoint": store.checkpoint_stamp(checkpoint) if checkpoint else None})
 
@@ -247,7 +247,7 @@ class _TrainingHooks(Hooks):
         t = self.t
         if path.is_file():
             t.client.log_artifact(t.run_id, str(path), "checkpoint")
-        history = Path(self.cfg.train.metrics_dir) / self.cfg.variant / "losses.csv"
+        history = self.paths.history
         if history.is_file():
             t.client.log_artifact(t.run_id, str(history), "metrics")
         self._write_sidecar(step, path)

@@ -9,16 +9,13 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.config import Config, ConfigError, config_from_dict
-from ganzoo.data.prepared import atomic_write_bytes
+from ganzoo.config import Config, config_from_dict
+from ganzoo.errors import ConfigError
+from ganzoo.files import atomic_write_bytes
 from ganzoo.variants import registry
 from ganzoo.variants.base import DataSpec, Variant
 
-FORMAT_VERSION = 1
-
-
-def checkpoint_dir(cfg: Config) -> Path:
-    return Path(cfg.train.out_dir) / cfg.variant
+FORMAT_VERSION = 1  # bump when a checkpoint written now could not be read by older code
 
 
 def save_checkpoint(path: Path, *, cfg: Config, data: DataSpec, step: int, variant: Variant, extra: dict) -> None:
@@ -45,6 +42,12 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
                           "it is not a ganzoo checkpoint or it is corrupt") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state" not in ckpt:
         raise ConfigError(f"checkpoint {str(p)!r} is not a ganzoo checkpoint (no config/state inside)")
+    version = ckpt.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        import ganzoo
+
+        raise ConfigError(f"checkpoint {str(p)!r} has format version {version!r}, newer than this ganzoo "
+                          f"{ganzoo.__version__} reads ({FORMAT_VERSION}); upgrade ganzoo to load it")
     return ckpt
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from ganzoo.config import ConfigError
+from ganzoo.errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -83,7 +83,7 @@ def compile_nets(variant) -> list[str]:
     are the same with and without compile. Nets a variant differentiates twice (WGAN-GP's
     critic, through the gradient penalty) stay eager: compiled autograd has no double backward.
     Returns the names of the compiled nets."""
-    skip = set(getattr(variant, "double_backward_nets", ()))
+    skip = set(variant.double_backward_nets)
     done = []
     for name, net in variant.nets.items():
         if name not in skip:
@@ -102,7 +102,7 @@ def cuda_graph_blocker(variant) -> str | None:
     stale. A variant can declare `supports_cuda_graphs = True/False`; otherwise a variant with
     learning-rate schedulers (host-side lr each step) or extra_state (BEGAN's re-bound k_t,
     CycleGAN's CPU-side image-pool draws) is refused."""
-    declared = getattr(variant, "supports_cuda_graphs", None)
+    declared = variant.supports_cuda_graphs
     if declared is not None:
         return None if declared else "it declares supports_cuda_graphs = False"
     if variant.schedulers:

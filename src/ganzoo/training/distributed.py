@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from ganzoo.config import ConfigError
+from ganzoo.errors import ConfigError
 
 
 @dataclass
@@ -150,11 +150,6 @@ def gather_objects(obj, ctx: DistContext) -> list:
     out = [None] * ctx.world
     dist.all_gather_object(out, obj)
     return out
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.world > 1:
-        dist.barrier()
 
 
 def launch(nproc: int, module_args: list[str], device: str = "auto") -> int:

@@ -24,29 +24,21 @@ from pathlib import Path
 
 import torch
 
-from ganzoo.config import Config, ConfigError
-from ganzoo.data.prepared import Prepared, atomic_write_text
+from ganzoo.config import Config
+from ganzoo.data.prepared import Prepared
 from ganzoo.data.sampler import DeviceBatches
 from ganzoo.data.stream import StreamBatches, should_stream
+from ganzoo.errors import ConfigError
+from ganzoo.files import atomic_write_text
+from ganzoo.paths import RunPaths
 from ganzoo.training import distributed
-from ganzoo.training.checkpoint import checkpoint_dir, read_checkpoint, save_checkpoint
+from ganzoo.training.checkpoint import save_checkpoint
 from ganzoo.training.device import (make_train_step, resolve_device, rng_state, seed_everything,
                                     set_rng_state, use_channels_last)
+from ganzoo.training.hooks import Hooks, Progress
+from ganzoo.training.resume import checkpoint_to_resume, rank_state
 from ganzoo.variants import registry
 from ganzoo.variants.base import DataSpec, Variant
-
-# Keys that may change between a checkpoint and a resumed run without changing what is trained.
-_RESUMABLE_TRAIN_KEYS = {"steps", "checkpoint_every", "log_every", "progress", "device", "threads",
-                         "compile", "cuda_graphs", "out_dir", "metrics_dir"}
-
-
-class Hooks:
-    """Observers of a run (progress, tracking). The loop calls them; they never change training."""
-
-    def on_start(self, cfg: Config, variant: Variant, start_step: int) -> None: ...
-    def on_log(self, step: int, losses: dict[str, float], images_per_s: float) -> None: ...
-    def on_checkpoint(self, step: int, path: Path) -> None: ...
-    def on_end(self, step: int, path: Path) -> None: ...
 
 
 @dataclass
@@ -80,28 +72,9 @@ def check_data_fits(variant_cls, prep: Prepared, cfg: Config) -> None:
     elif have != "images":
         raise ConfigError(f"variant {cfg.variant!r} trains on images but data.source={cfg.data.source!r} "
                           f"gives {have} data; use digits, mnist, fashion_mnist, cifar10 or folder")
-
-
-def _as_today(saved: dict) -> dict:
-    """A checkpoint's config read through today's schema, so that a hyper-parameter added since it
-    was written (with its default) does not read as a change; left as saved if today's schema
-    rejects it (then the comparison names what differs)."""
-    try:
-        return registry.resolve(Config.model_validate(saved)).model_dump(mode="json")
-    except (ValueError, ConfigError):  # pydantic's ValidationError is a ValueError
-        return saved
-
-
-def _compatible(saved: dict, cfg: Config) -> str | None:
-    """None when `saved` (a checkpoint's config) trains the same thing as `cfg`, else the key that differs."""
-    saved, now = _as_today(saved), cfg.model_dump(mode="json")
-    for section in ("variant", "seed", "data", "model"):
-        if saved.get(section) != now.get(section):
-            return section
-    for k, v in now["train"].items():
-        if k not in _RESUMABLE_TRAIN_KEYS and saved["train"].get(k) != v:
-            return f"train.{k}"
-    return None
+    if prep.manifest.get("count", 0) and prep.kind == "images" and prep.tensors["x"].shape[0] < cfg.train.batch_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {prep.tensors['x'].shape[0]} "
+                          f"prepared images; lower train.batch_size")
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -116,162 +89,106 @@ def write_history(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-class _Progress(Hooks):
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
-        self.last = start
-
-    def on_log(self, step, losses, images_per_s):
-        if self.bar is not None:
-            self.bar.update(step - self.last)
-            self.bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{images_per_s:,.0f}"})
-        self.last = step
-
-    def on_end(self, step, path):
-        if self.bar is not None:
-            self.bar.update(step - self.last)
-            self.bar.close()
-
-
-def _rank_state(saved: dict, ctx: distributed.DistContext) -> dict:
-    """This rank's sampler/RNG/accumulator state from a checkpoint. A checkpoint written by the
-    same number of processes restores every rank's own streams; otherwise rank 0 takes the
-    checkpoint's and the other ranks keep their fresh seeds (the run continues, not bit-exactly)."""
-    ranks = saved.get("ranks")
-    if ctx.world > 1 and ranks is not None and len(ranks) == ctx.world:
-        return ranks[ctx.rank]
-    if ctx.world > 1 or ranks is not None:
-        if ctx.is_main:
-            print(f"[ganzoo] resuming a {len(ranks or [0])}-process checkpoint with {ctx.world} process(es): "
-                  f"ranks other than 0 restart their data and noise streams")
-        if not ctx.is_main:
-            return {"acc": saved["acc"]}
-    return {"sampler": saved["sampler"], "rng": saved["rng"], "acc": saved["acc"]}
-
-
 def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hooks] | None = None) -> TrainResult:
     """resume: 'no' starts fresh, 'yes' continues last.pt (error if incompatible), 'auto'
     continues when compatible and starts fresh otherwise (what `dvc repro` uses)."""
-    cfg = registry.resolve(cfg)
+    cfg = registry.resolve(cfg)  # free when the stage resolved it already
     device = distributed.rank_device(resolve_device(cfg.train.device))
     if cfg.train.cuda_graphs and device.type != "cuda":  # before anything is built or joined
         raise ConfigError("train.cuda_graphs needs CUDA; set train.cuda_graphs=false")
     ctx = distributed.setup(device)
     try:
-        return _train(cfg, prep, resume, hooks, device, ctx)
+        run = _Run(cfg, prep, resume, device, ctx)
+        return run.loop([Progress(cfg.train.steps, run.start, cfg.train.progress), *(hooks or [])]
+                        if ctx.rank == 0 else [])
     finally:
         distributed.teardown(ctx)
 
 
-def _train(cfg: Config, prep: Prepared, resume: str, hooks: list[Hooks] | None, device: torch.device,
-           ctx: distributed.DistContext) -> TrainResult:
-    rank, world = ctx.rank, ctx.world
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    variant_cls = registry.get_variant(cfg.variant)
-    check_data_fits(variant_cls, prep, cfg)
-    if prep.manifest.get("count", 0) and prep.kind == "images" and prep.tensors["x"].shape[0] < cfg.train.batch_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {prep.tensors['x'].shape[0]} "
-                          f"prepared images; lower train.batch_size")
+class _Run:
+    """One run's state: set up (resume decision, variant, sampler, restored state), then the loop."""
 
-    ckpt_dir = checkpoint_dir(cfg)
-    last = ckpt_dir / "last.pt"
-    history_path = Path(cfg.train.metrics_dir) / cfg.variant / "losses.csv"
-    saved = None
-    if resume != "no" and last.exists():
-        saved = read_checkpoint(last, map_location=device)
-        why = _compatible(saved["config"], cfg)
-        if why is not None:
-            if resume == "yes":
-                raise ConfigError(f"cannot resume {last}: its {why} differs from the current config; "
-                                  f"restore it or train without --resume")
-            if rank == 0:
-                print(f"[ganzoo] {last} was trained with a different {why}; starting fresh")
-            saved = None
-        elif saved["step"] > cfg.train.steps:
-            if resume == "yes":
-                raise ConfigError(f"cannot resume {last}: it is at step {saved['step']} > train.steps="
-                                  f"{cfg.train.steps}; raise train.steps or train without --resume")
-            saved = None
-    elif resume == "yes":
-        raise ConfigError(f"--resume: no checkpoint at {last}; train without --resume first")
-    had_checkpoint = last.exists()  # decided before rank 0 may write one
+    def __init__(self, cfg: Config, prep: Prepared, resume: str, device: torch.device,
+                 ctx: distributed.DistContext):
+        self.cfg, self.device, self.ctx = cfg, device, ctx
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        check_data_fits(registry.get_variant(cfg.variant), prep, cfg)
+        self.paths = RunPaths.of(cfg)
+        saved = checkpoint_to_resume(self.paths.last, cfg, resume, device, ctx.rank)
+        self.had_checkpoint = self.paths.last.exists()  # decided before rank 0 may write one
 
-    seed_everything(cfg.seed + rank)
-    spec = data_spec(prep)
-    variant = registry.build(cfg, spec, device)
-    if cfg.train.sync_batchnorm:
-        distributed.convert_sync_batchnorm(variant.nets, device, world)
-    channels_last = use_channels_last(device, cfg.train.channels_last, variant.nets)
-    # Small datasets live on the device (a batch is one index gather); large ones stream from host memory.
-    sampler = StreamBatches if should_stream(prep, device) else DeviceBatches
-    batches = sampler(prep, cfg.train.batch_size, device, cfg.seed, rank, world, channels_last)
-    batches.batches_per_step = variant.batches_per_step
+        seed_everything(cfg.seed + ctx.rank)
+        self.spec = data_spec(prep)
+        self.variant = variant = registry.build(cfg, self.spec, device)
+        if cfg.train.sync_batchnorm:
+            distributed.convert_sync_batchnorm(variant.nets, device, ctx.world)
+        channels_last = use_channels_last(device, cfg.train.channels_last, variant.nets)
+        # Small datasets live on the device (a batch is one index gather); large ones stream from host memory.
+        sampler = StreamBatches if should_stream(prep, device) else DeviceBatches
+        self.batches = sampler(prep, cfg.train.batch_size, device, cfg.seed, ctx.rank, ctx.world, channels_last)
+        self.batches.batches_per_step = variant.batches_per_step
 
-    start, history = 0, []
-    acc: dict[str, torch.Tensor] = {}
-    if saved is not None:
-        variant.load_state_dict(saved["state"])
-        mine = _rank_state(saved, ctx)
-        if "sampler" in mine:
-            batches.load_state_dict(mine["sampler"])
-            set_rng_state(mine["rng"], device)
-        start, history = saved["step"], list(saved["history"])
-        acc = {k: v.to(device) for k, v in mine["acc"].items()}
-    if world > 1:
-        distributed.broadcast_state(variant.nets)  # ranks were seeded differently
-        distributed.average_gradients_at_step(variant.optims, world)
-    if channels_last:
-        for net in variant.nets.values():
-            net.to(memory_format=torch.channels_last)
-    train_step = make_train_step(variant, device, cfg.train, world)
+        self.start, self.history = 0, []
+        self.acc: dict[str, torch.Tensor] = {}
+        if saved is not None:
+            variant.load_state_dict(saved["state"])
+            mine = rank_state(saved, ctx)
+            if "sampler" in mine:
+                self.batches.load_state_dict(mine["sampler"])
+                set_rng_state(mine["rng"], device)
+            self.start, self.history = saved["step"], list(saved["history"])
+            self.acc = {k: v.to(device) for k, v in mine["acc"].items()}
+        if ctx.world > 1:
+            distributed.broadcast_state(variant.nets)  # ranks were seeded differently
+            distributed.average_gradients_at_step(variant.optims, ctx.world)
+        if channels_last:
+            for net in variant.nets.values():
+                net.to(memory_format=torch.channels_last)
+        self.train_step = make_train_step(variant, device, cfg.train, ctx.world)
 
-    hooks = [_Progress(cfg.train.steps, start, cfg.train.progress), *(hooks or [])] if rank == 0 else []
-    for h in hooks:
-        h.on_start(cfg, variant, start)
-
-    def checkpoint(step: int) -> None:
+    def checkpoint(self, step: int, hooks: list[Hooks]) -> None:
         # Every rank hands over its own streams (a collective, so every rank calls this).
-        states = distributed.gather_objects({"sampler": batches.state_dict(), "rng": rng_state(device),
-                                             "acc": {k: v.detach().cpu() for k, v in acc.items()}}, ctx)
-        if rank != 0:
+        states = distributed.gather_objects({"sampler": self.batches.state_dict(), "rng": rng_state(self.device),
+                                             "acc": {k: v.detach().cpu() for k, v in self.acc.items()}}, self.ctx)
+        if self.ctx.rank != 0:
             return
-        extra = {**states[0], "history": history}
-        if world > 1:
+        extra = {**states[0], "history": self.history}
+        if self.ctx.world > 1:
             extra["ranks"] = states
-        save_checkpoint(last, cfg=cfg, data=spec, step=step, variant=variant, extra=extra)
-        write_history(history_path, history)
+        save_checkpoint(self.paths.last, cfg=self.cfg, data=self.spec, step=step, variant=self.variant, extra=extra)
+        write_history(self.paths.history, self.history)
         for h in hooks:
-            h.on_checkpoint(step, last)
+            h.on_checkpoint(step, self.paths.last)
 
-    variant.train()
-    images_per_step = cfg.train.batch_size * variant.batches_per_step * world  # real images consumed
-    window_start, window_steps = time.perf_counter(), 0
-    step = start
-    for step in range(start + 1, cfg.train.steps + 1):
-        batch = batches.next()
-        losses = train_step(batch)
-        for k, v in losses.items():  # on-device sums: no host sync here
-            acc[k] = acc[k] + v.float() if k in acc else v.float().clone()
-        window_steps += 1
-        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-            n = max(1, step - (history[-1]["step"] if history else 0))
-            means = distributed.mean_over_ranks(torch.stack(list(acc.values())).div(n), ctx)
-            values = dict(zip(acc, means.tolist()))  # the one host sync
-            acc = {}
-            elapsed = time.perf_counter() - window_start
-            ips = window_steps * images_per_step / max(elapsed, 1e-9)
-            history.append({"step": step, **values})
-            for h in hooks:
-                h.on_log(step, values, ips)
-            window_start, window_steps = time.perf_counter(), 0
-        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
-            checkpoint(step)
-    if step == start and not had_checkpoint:
-        checkpoint(step)
-    for h in hooks:
-        h.on_end(step, last)
-    return TrainResult(checkpoint=last, steps=step, history=history, resumed_from=start)
+    def loop(self, hooks: list[Hooks]) -> TrainResult:
+        cfg, ctx, variant = self.cfg, self.ctx, self.variant
+        for h in hooks:
+            h.on_start(cfg, variant, self.start)
+        variant.train()
+        images_per_step = cfg.train.batch_size * variant.batches_per_step * ctx.world  # real images consumed
+        window_start, window_steps = time.perf_counter(), 0
+        step = self.start
+        for step in range(self.start + 1, cfg.train.steps + 1):
+            batch = self.batches.next()
+            losses = self.train_step(batch)
+            for k, v in losses.items():  # on-device sums: no host sync here
+                self.acc[k] = self.acc[k] + v.float() if k in self.acc else v.float().clone()
+            window_steps += 1
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                n = max(1, step - (self.history[-1]["step"] if self.history else 0))
+                means = distributed.mean_over_ranks(torch.stack(list(self.acc.values())).div(n), ctx)
+                values = dict(zip(self.acc, means.tolist()))  # the one host sync
+                self.acc = {}
+                ips = window_steps * images_per_step / max(time.perf_counter() - window_start, 1e-9)
+                self.history.append({"step": step, **values})
+                for h in hooks:
+                    h.on_log(step, values, ips)
+                window_start, window_steps = time.perf_counter(), 0
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+                self.checkpoint(step, hooks)
+        if step == self.start and not self.had_checkpoint:
+            self.checkpoint(step, hooks)
+        for h in hooks:
+            h.on_end(step, self.paths.last)
+        return TrainResult(checkpoint=self.paths.last, steps=step, history=self.history, resumed_from=self.start)

@@ -1,10 +1,15 @@
 """The variant contract. A variant owns its networks and optimizers and one `train_step(batch)`
 that runs its paper's update order and returns detached loss tensors; everything else (device,
 AMP, logging, checkpoints, progress) belongs to the loop in `ganzoo.training`.
+
+Everything the loop, sampling, evaluation or serving reads from a variant is declared on `Variant`
+below with a neutral default, so a new variant states only where it differs (see
+docs/adding_a_variant.md; a variant is tested by being registered).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, ClassVar, Optional
 
@@ -35,15 +40,23 @@ class DataSpec(BaseModel):
     source: Optional[str] = None
 
 
-class Variant:
+class Variant(ABC):
+    # ------------------------------------------------------------------ the declared contract
+    # Identity and data: the registry, `ganzoo variants` and `prepare` read these.
     name: ClassVar[str]
+    description: ClassVar[str] = ""  # one line for `ganzoo variants`
+    HParams: ClassVar[type[HParams]] = HParams  # the paper's defaults; params.yaml's model.<name>
     data_kind: ClassVar[str] = "images"  # images | labelled | paired | unpaired
-    HParams: ClassVar[type[HParams]] = HParams
-    takes_labels: ClassVar[bool] = False
-    takes_codes: ClassVar[bool] = False
-    translates: ClassVar[bool] = False
-    uniform_noise: ClassVar[bool] = False  # latent prior: N(0, 1) unless the paper says Uniform(-1, 1)
     default_source: ClassVar[str] = "digits"  # what data.source=auto means for this variant
+    # What it generates from: sampling, evaluation and the served model read these.
+    takes_labels: ClassVar[bool] = False  # sample(labels=...) (cgan)
+    takes_codes: ClassVar[bool] = False  # sample(codes=...) (infogan)
+    translates: ClassVar[bool] = False  # translate(x, direction) instead of sample()
+    directions: ClassVar[tuple[str, ...]] = ()  # the directions translate() accepts
+    uniform_noise: ClassVar[bool] = False  # latent prior: N(0, 1) unless the paper says Uniform(-1, 1)
+    # How the loop may run it (training.device reads these).
+    double_backward_nets: ClassVar[tuple[str, ...]] = ()  # nets differentiated twice: train.compile leaves them eager
+    supports_cuda_graphs: ClassVar[Optional[bool]] = None  # None: decided from schedulers / extra_state
 
     @property
     def batches_per_step(self) -> int:
@@ -51,6 +64,11 @@ class Variant:
         batch with batches_per_step * train.batch_size rows, and the variant chunks it, so every
         critic step sees fresh real data."""
         return 1
+
+    @property
+    def latent_dim(self) -> Optional[int]:
+        """Size of the noise vector `decode` maps to an image; None for translation variants."""
+        return None
 
     def __init__(self, hp: HParams, data: DataSpec, device: torch.device, train_cfg=None):
         self.hp = hp
@@ -65,16 +83,24 @@ class Variant:
             net.to(self.device)
 
     # ------------------------------------------------------------------ to implement
+    @abstractmethod
     def build(self) -> None:
         """Create self.nets and self.optims (and self.schedulers where the paper has one)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """One training step in the paper's update order; returns detached loss tensors."""
+
+    def decode(self, z: torch.Tensor, labels=None, codes=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise vectors (N, latent_dim) -> N images in [-1, 1]; labels/codes fix the condition
+        (drawn from `generator` when not given). Interpolation sheets walk z through this."""
+        raise NotImplementedError(f"{self.name} does not generate from noise; use `ganzoo translate`")
 
     def sample(self, n: int, generator: torch.Generator | None = None, labels=None, codes=None) -> torch.Tensor:
-        """n images in [-1, 1], NCHW, on self.device."""
-        raise NotImplementedError(f"{self.name} does not sample from noise; use `ganzoo translate`")
+        """n images in [-1, 1], NCHW, on self.device: z from the prior, then `decode`."""
+        if self.latent_dim is None:
+            raise NotImplementedError(f"{self.name} does not sample from noise; use `ganzoo translate`")
+        return self.decode(self.noise(n, self.latent_dim, generator), labels=labels, codes=codes, generator=generator)
 
     def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         raise NotImplementedError(f"{self.name} is not a translation variant")
@@ -177,6 +203,16 @@ class Variant:
                 s.load_state_dict(state["schedulers"][k])
         self.load_extra_state(state.get("extra", {}))
 
-    def generator_modules(self) -> dict[str, nn.Module]:
-        """Networks needed to sample/translate (what a served model carries)."""
-        return {k: v for k, v in self.nets.items() if k.startswith("g")}
+
+class Alternating(Variant):
+    """One discriminator (critic) update, then one generator update, on the same batch: the
+    order of most papers here. Subclasses write `d_step` and `g_step`, each returning its losses."""
+
+    @abstractmethod
+    def d_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def g_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def train_step(self, batch):
+        return {**self.d_step(batch), **self.g_step(batch)}

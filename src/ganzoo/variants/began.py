@@ -43,6 +43,7 @@ class BEGANParams(HParams):
 
 class BEGAN(Variant):
     name = "began"
+    description = "auto-encoder discriminator, proportional control of k_t, convergence measure M"
     HParams = BEGANParams
     uniform_noise = True  # z ~ Uniform(-1, 1), as in the paper
 
@@ -95,8 +96,12 @@ class BEGAN(Variant):
         self.step_schedulers()
         return {"loss_d": d_out["loss_d"], "loss_g": g_out["loss_g"], "k": self.k.clone(), "M": m}
 
-    def sample(self, n, generator=None, labels=None, codes=None):
-        return self.nets["g"](self.z(n, generator))
+    @property
+    def latent_dim(self) -> int:
+        return self.hp.z_dim
+
+    def decode(self, z, labels=None, codes=None, generator=None):
+        return self.nets["g"](z)
 
     def extra_state(self) -> dict:
         return {"k": self.k}

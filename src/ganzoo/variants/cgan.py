@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ganzoo.config import ConfigError
+from ganzoo.errors import ConfigError
 from ganzoo.losses import d_loss, g_loss
 from ganzoo.nets.blocks import init_dcgan_weights
 from ganzoo.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
-from ganzoo.variants.base import HParams, Variant
+from ganzoo.variants.base import Alternating, HParams
 
 
 class CGANParams(HParams):
@@ -27,8 +27,9 @@ class CGANParams(HParams):
     ndf: int = Field(64, ge=4)
 
 
-class CGAN(Variant):
+class CGAN(Alternating):
     name = "cgan"
+    description = "class-conditional DCGAN: label embedding joined to z in G, one-hot label planes joined to x in D"
     data_kind = "labelled"
     HParams = CGANParams
     takes_labels = True
@@ -66,11 +67,12 @@ class CGAN(Variant):
         self.step(self.optims["g"], loss)
         return {"loss_g": loss.detach()}
 
-    def train_step(self, batch):
-        return {**self.d_step(batch), **self.g_step(batch)}
+    @property
+    def latent_dim(self) -> int:
+        return self.hp.z_dim
 
-    def sample(self, n, generator=None, labels=None, codes=None):
-        z = self.noise(n, self.hp.z_dim, generator)
+    def decode(self, z, labels=None, codes=None, generator=None):
+        n = z.shape[0]
         if labels is None:
             labels = torch.randint(self.num_classes, (n,), device=self.device, generator=generator)
         else:

@@ -4,14 +4,11 @@ weighted lambda (10), identity |G(b) - b| + |F(a) - a| weighted 0.5 x lambda, di
 trained on a history pool of 50 fakes. Adam 2e-4 (0.5, 0.999); the learning rate is constant for
 the first `decay_start` fraction of train.steps, then falls linearly to zero. As in the paper's
 code, both generators share one optimizer and both discriminators another.
-
-`TwoWayTranslator` holds what DiscoGAN shares: the four networks' names, both directions, and
-the sampling error (translation needs inputs)."""
+"""
 
 from __future__ import annotations
 
-import itertools
-from typing import ClassVar, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -19,33 +16,9 @@ from pydantic import Field
 
 from ganzoo.image_pool import ImagePool
 from ganzoo.losses import d_loss, g_loss
-from ganzoo.nets.translation import PatchDiscriminator, ResnetGenerator, init_normal
-from ganzoo.variants.base import HParams, Variant
-from ganzoo.variants.pix2pix import check_direction
-
-
-class TwoWayTranslator(Variant):
-    """Nets g_ab (A->B), g_ba (B->A), d_a (judges A), d_b (judges B); optimizers g and d."""
-
-    data_kind = "unpaired"  # paired sources train it too: the pairing is simply not used
-    translates = True
-    directions: ClassVar[tuple[str, ...]] = ("AtoB", "BtoA")
-    default_source: ClassVar[str] = "digits_unpaired"  # the embedded offline task this variant defaults to
-
-    def channels(self) -> tuple[int, int]:
-        return self.data.image_shape[0], (self.data.image_shape_b or self.data.image_shape)[0]
-
-    def build_optimizers(self) -> None:
-        for net in self.nets.values():
-            init_normal(net)
-        n = self.nets
-        self.optims = {"g": self.adam(itertools.chain(n["g_ab"].parameters(), n["g_ba"].parameters()), "g"),
-                       "d": self.adam(itertools.chain(n["d_a"].parameters(), n["d_b"].parameters()), "d")}
-
-    @torch.no_grad()
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
-        check_direction(self, direction)
-        return self.nets["g_ab" if direction == "AtoB" else "g_ba"](x)
+from ganzoo.nets.translation import PatchDiscriminator, ResnetGenerator
+from ganzoo.variants.base import HParams
+from ganzoo.variants.translation import TwoWayTranslator
 
 
 class CycleGANParams(HParams):
@@ -64,6 +37,7 @@ class CycleGAN(TwoWayTranslator):
     """Unpaired translation: ResNet Gs, PatchGAN Ds, LSGAN + cycle + identity, image pools."""
 
     name = "cyclegan"
+    description = "unpaired translation: ResNet generators, PatchGAN, LSGAN + cycle + identity losses, image pool"
     HParams = CycleGANParams
 
     def build(self) -> None:

@@ -20,6 +20,7 @@ class DCGAN(GAN):
     """Same BCE update order as GAN; only the networks (and their init) differ."""
 
     name = "dcgan"
+    description = "strided convolutions, batch norm, BCE, Adam 2e-4 (0.5, 0.999), N(0, 0.02) init"
     HParams = DCGANParams
 
     def build(self) -> None:

@@ -15,7 +15,7 @@ from pydantic import Field
 from ganzoo.losses import d_loss, g_loss
 from ganzoo.nets.translation import DiscoDiscriminator, DiscoGenerator
 from ganzoo.variants.base import HParams
-from ganzoo.variants.cyclegan import TwoWayTranslator
+from ganzoo.variants.translation import TwoWayTranslator
 
 
 class DiscoGANParams(HParams):
@@ -30,6 +30,7 @@ class DiscoGAN(TwoWayTranslator):
     """Unpaired translation: encoder-decoder Gs, conv Ds, BCE + reconstruction in both directions."""
 
     name = "discogan"
+    description = "unpaired translation: encoder-decoder generators, BCE + reconstruction both ways"
     HParams = DiscoGANParams
 
     def build(self) -> None:

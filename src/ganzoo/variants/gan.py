@@ -18,6 +18,7 @@ class GANParams(HParams):
 
 class GAN(Variant):
     name = "gan"
+    description = "MLP generator and discriminator, BCE with the non-saturating generator loss"
     HParams = GANParams
 
     def build(self) -> None:
@@ -42,9 +43,5 @@ class GAN(Variant):
     def latent_dim(self) -> int:
         return self.hp.z_dim
 
-    def decode(self, z):
-        """Latent -> image (what interpolation strips walk along)."""
+    def decode(self, z, labels=None, codes=None, generator=None):
         return self.nets["g"](z)
-
-    def sample(self, n, generator=None, labels=None, codes=None):
-        return self.decode(self.noise(n, self.hp.z_dim, generator))

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ganzoo.config import ConfigError
+from ganzoo.errors import ConfigError
 from ganzoo.losses import d_loss, g_loss, info_loss
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from ganzoo.nets.conditional import QHead
 from ganzoo.nets.infogan_mnist import LEAK as MNIST_LEAK, MNISTInfoDiscriminator, MNISTInfoGenerator
-from ganzoo.variants.base import HParams, Variant
+from ganzoo.variants.base import Alternating, HParams
 
 
 class InfoGANParams(HParams):
@@ -43,8 +43,9 @@ class InfoGANParams(HParams):
     arch: Literal["dcgan", "mnist"] = "dcgan"
 
 
-class InfoGAN(Variant):
+class InfoGAN(Alternating):
     name = "infogan"
+    description = "categorical + continuous latent codes recovered by a Q head on D (mutual information)"
     HParams = InfoGANParams
     takes_codes = True
     # z ~ Uniform(-1, 1) like the reference code's latent spec (Uniform(62)): a third of N(0, 1)'s
@@ -141,12 +142,12 @@ class InfoGAN(Variant):
         self.step(self.optims["g"], adv + info)
         return {"loss_g": adv.detach(), "loss_info_g": info.detach()}
 
-    def train_step(self, batch):
-        return {**self.d_step(batch), **self.g_step(batch)}
+    @property
+    def latent_dim(self) -> int:
+        return self.hp.z_dim
 
-    def sample(self, n, generator=None, labels=None, codes=None):
-        z = self.noise(n, self.hp.z_dim, generator)
-        cat, cont = self.draw_codes(n, generator)
+    def decode(self, z, labels=None, codes=None, generator=None):
+        cat, cont = self.draw_codes(z.shape[0], generator)
         if codes:
             cat, cont = self.apply_codes(cat, cont, codes)
         return self.nets["g"](self.latent(z, cat, cont))

@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 
 from ganzoo.losses import d_loss, g_loss
+from ganzoo.variants.base import Alternating
 from ganzoo.variants.dcgan import DCGAN, DCGANParams
 
 
@@ -18,8 +19,11 @@ class LSGANParams(DCGANParams):
     c: float = Field(1.0, description="the value G wants D to output for fakes")
 
 
-class LSGAN(DCGAN):
+class LSGAN(Alternating, DCGAN):
+    """DCGAN's nets; the alternating D-then-G schedule with least-squares losses."""
+
     name = "lsgan"
+    description = "DCGAN nets with least-squares losses (targets a, b, c)"
     HParams = LSGANParams
 
     def d_step(self, batch):
@@ -37,6 +41,3 @@ class LSGAN(DCGAN):
             loss = g_loss("ls", d(g(self.noise(batch["x"].shape[0], hp.z_dim))), c=hp.c)
         self.step(self.optims["g"], loss)
         return {"loss_g": loss.detach()}
-
-    def train_step(self, batch):
-        return {**self.d_step(batch), **self.g_step(batch)}

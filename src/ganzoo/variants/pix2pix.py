@@ -11,23 +11,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ganzoo.config import ConfigError
 from ganzoo.losses import d_loss, g_loss
 from ganzoo.nets.translation import PatchDiscriminator, UNetGenerator, init_normal
 from ganzoo.variants.base import HParams, Variant
-
-DIRECTIONS = ("AtoB", "BtoA")
-
-
-def check_direction(variant: Variant, direction: str) -> None:
-    """ConfigError unless `variant` can translate in `direction`."""
-    if direction not in DIRECTIONS:
-        raise ConfigError(f"direction {direction!r} is unknown; use AtoB or BtoA")
-    if direction not in getattr(variant, "directions", DIRECTIONS):
-        raise ConfigError(f"{variant.name} learns one mapping, input -> target of the data.direction it was "
-                          f"trained with, so it cannot translate {direction}; use --direction AtoB, or train "
-                          f"another model with the other data.direction (or cyclegan/discogan, which learn both ways)")
-
+from ganzoo.variants.translation import check_direction
 
 class Pix2PixParams(HParams):
     ngf: int = Field(64, ge=4)
@@ -42,6 +29,7 @@ class Pix2Pix(Variant):
     """Paired translation: U-Net G, PatchGAN D on (input, output), adversarial + L1."""
 
     name = "pix2pix"
+    description = "paired translation: U-Net generator, PatchGAN on (input, output), adversarial + 100 x L1"
     data_kind = "paired"
     HParams = Pix2PixParams
     translates = True

@@ -7,7 +7,8 @@ import importlib
 
 from pydantic import ValidationError
 
-from ganzoo.config import Config, ConfigError, _suggest
+from ganzoo.config import Config, suggest
+from ganzoo.errors import ConfigError
 from ganzoo.variants.base import DataSpec, Variant
 
 REGISTRY: dict[str, str] = {
@@ -31,7 +32,7 @@ def names() -> list[str]:
 
 def get_variant(name: str) -> type[Variant]:
     if name not in REGISTRY:
-        raise ConfigError(f"variant {name!r} is unknown{_suggest(name, names()).replace('valid keys', 'registered variants')}")
+        raise ConfigError(f"variant {name!r} is unknown{suggest(name, names()).replace('valid keys', 'registered variants')}")
     module, _, cls = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -47,7 +48,7 @@ def _validate_hparams(name: str, values: dict):
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             raise ConfigError(f"model.{name}.{key} is not a hyper-parameter of variant {name!r}"
-                              f"{_suggest(key, list(cls.HParams.model_fields))}") from None
+                              f"{suggest(key, list(cls.HParams.model_fields))}") from None
         raise ConfigError(f"model.{name}.{key} = {e.get('input')!r} is invalid: {e['msg']}") from None
 
 
@@ -55,18 +56,23 @@ def resolve(cfg: Config) -> Config:
     """`model:` holds one section per variant (`model.dcgan.ngf`), so switching `variant` never
     meets another variant's keys. Every section is validated (typos are caught even for variants
     not selected); the resolved config keeps only the selected variant's section, complete with
-    its defaults, so checkpoints and MLflow hold everything and loading never needs params.yaml."""
+    its defaults, so checkpoints and MLflow hold everything and loading never needs params.yaml.
+    Resolving a resolved config returns it as it is: the stages resolve once at their entry."""
+    if cfg._resolved_for == cfg.variant:
+        return cfg
     get_variant(cfg.variant)
     for name, values in cfg.model.items():
         if name not in REGISTRY:
             raise ConfigError(f"model.{name}: not a variant; model sections are named by variant"
-                              f"{_suggest(name, names()).replace('valid keys', 'variants')}")
+                              f"{suggest(name, names()).replace('valid keys', 'variants')}")
         _validate_hparams(name, values or {})
     hp = _validate_hparams(cfg.variant, cfg.model.get(cfg.variant) or {})
     update: dict = {"model": {cfg.variant: hp.model_dump(mode="json")}}
     if cfg.data.source == "auto":
         update["data"] = cfg.data.model_copy(update={"source": get_variant(cfg.variant).default_source})
-    return cfg.model_copy(update=update)
+    out = cfg.model_copy(update=update)
+    out._resolved_for = cfg.variant
+    return out
 
 
 def hparams(cfg: Config):

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ganzoo.losses import clip_weights, critic_batches, d_loss, g_loss
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from ganzoo.variants.base import HParams, Variant
+from ganzoo.variants.base import Alternating, HParams
 
 
 class WGANParams(HParams):
@@ -31,8 +31,9 @@ class WGANParams(HParams):
     critic_norm: Literal["batch", "layer", "instance", "none"] = "batch"
 
 
-class WGAN(Variant):
+class WGAN(Alternating):
     name = "wgan"
+    description = "critic without sigmoid, weight clipping after every critic step, n_critic 5, RMSprop"
     HParams = WGANParams
 
     @property
@@ -82,8 +83,9 @@ class WGAN(Variant):
         self.step(self.optims["g"], loss)
         return {"loss_g": loss.detach()}
 
-    def train_step(self, batch):
-        return {**self.d_step(batch), **self.g_step(batch)}
+    @property
+    def latent_dim(self) -> int:
+        return self.hp.z_dim
 
-    def sample(self, n, generator=None, labels=None, codes=None):
-        return self.nets["g"](self.noise(n, self.hp.z_dim, generator))
+    def decode(self, z, labels=None, codes=None, generator=None):
+        return self.nets["g"](z)

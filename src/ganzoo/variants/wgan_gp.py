@@ -31,6 +31,7 @@ class WGANGPParams(HParams):
 
 class WGANGP(WGAN):
     name = "wgan_gp"
+    description = "WGAN critic with a per-sample gradient penalty (lambda 10), no batch norm, Adam (0, 0.9)"
     HParams = WGANGPParams
     double_backward_nets = ("d",)  # the penalty differentiates the critic twice: train.compile leaves it eager
 

@@ -1,0 +1,121 @@
+"""The import structure of src/ganzoo: no circles, and no module imports a layer above its own
+(layers as in the design: config/errors/files at the bottom, the front ends at the top). Imports
+inside functions count: a lazy import is still a dependency."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# Lowest first; a module may import its own layer or lower ones. Matched by longest prefix.
+LAYERS = [
+    ["ganzoo", "ganzoo.errors"],
+    ["ganzoo.files"],
+    ["ganzoo.config"],
+    ["ganzoo.paths"],
+    ["ganzoo.data"],
+    ["ganzoo.nets", "ganzoo.losses", "ganzoo.image_pool"],
+    ["ganzoo.variants"],
+    ["ganzoo.sampling"],
+    ["ganzoo.training"],
+    ["ganzoo.evaluation"],
+    ["ganzoo.tracking"],
+    ["ganzoo.stages"],
+    ["ganzoo.cli", "ganzoo.__main__"],
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, modules: set[str]) -> set[str]:
+    """The ganzoo modules `path` imports, anywhere in the file (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = module_name(path).split(".")
+                pkg = pkg[:len(pkg) - node.level + (1 if path.name == "__init__.py" else 0)]
+                base = ".".join(pkg + ([base] if base else []))
+            # `from pkg import sub` imports the submodule; `from pkg import name` the package.
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in SRC.joinpath("ganzoo").rglob("*.py")}
+    mods = set(files)
+    return {m: imports(p, mods) - {m} for m, p in files.items()}
+
+
+def layer(module: str) -> int:
+    best, rank = -1, None
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), i
+    assert rank is not None, f"{module} belongs to no layer; add it to LAYERS"
+    return rank
+
+
+def test_every_module_has_a_layer():
+    for m in graph():
+        layer(m)
+
+
+def test_no_import_runs_up_a_layer():
+    upward = [f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})"
+              for m, deps in graph().items() for d in sorted(deps)
+              if layer(d) > layer(m) and d != "ganzoo"]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_circles():
+    g = graph()
+    circles, state = [], {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(g[m]):
+            if state.get(d) == "open":
+                circles.append(" -> ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
+                visit(d, stack)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m, [])
+    assert not circles, "\n".join(circles)
+
+
+@pytest.mark.parametrize("module", ["ganzoo.variants", "ganzoo.nets", "ganzoo.data"])
+def test_low_layers_import_no_orchestration(module):
+    """variants/, nets/, data/ never import mlflow, prefect, dvc or the CLI."""
+    banned = ("mlflow", "prefect", "dvc", "ganzoo.cli")
+    for path in SRC.joinpath(*module.split(".")).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(banned), f"{path} imports {name}"
