@@ -7,7 +7,7 @@ VENV_FLAGS ?=
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast repro clean
+.PHONY: install run test test-fast lint repro clean
 
 $(BIN)/ganzoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -29,6 +29,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Lint: ruff (config in pyproject.toml [tool.ruff]) and mypy on the package ([tool.mypy]).
+lint: install
+	$(BIN)/ruff check src tests flows benchmarks
+	$(BIN)/mypy src/ganzoo
 
 clean:
 	rm -rf data checkpoints metrics eval mlruns mlartifacts mlflow.db .dvc/tmp

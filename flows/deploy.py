@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -29,7 +28,7 @@ PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 
 
 def scheduled_deployment(cron: str = DEFAULT_CRON, name: str = DEFAULT_SCHEDULED_NAME, timezone: str = "UTC",
-                         params: Optional[str] = "params.yaml", overrides: Optional[list[str]] = None,
+                         params: str | None = "params.yaml", overrides: list[str] | None = None,
                          resume: str = "no"):
     """The pipeline with a cron schedule. A scheduled retrain starts fresh (resume='no'): the point
     is to pick up new data or code, which a resumed finished checkpoint would not."""
@@ -65,7 +64,7 @@ def pool_spec(name: str = "gpu", path: Path = PREFECT_YAML) -> dict:
     raise SystemExit(f"ganzoo: error: no deployment {name!r} in {path}; it declares {names}")
 
 
-def deploy_to_pool(name: str = "gpu", image: Optional[str] = None) -> object:
+def deploy_to_pool(name: str = "gpu", image: str | None = None) -> object:
     """Register prefect.yaml's work-pool deployment from code (the image is built separately:
     `docker build -t ganzoo .`; nothing is built or pushed here)."""
     from prefect.schedules import Cron
@@ -89,7 +88,7 @@ def deploy_to_pool(name: str = "gpu", image: Optional[str] = None) -> object:
     )
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.deploy", description="Deploy the ganzoo pipeline flow.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="register the cron-scheduled deployment and serve its runs here")

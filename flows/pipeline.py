@@ -19,8 +19,7 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -28,8 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ganzoo import stages
-from ganzoo.config import add_arguments, load_from_args
-from ganzoo.config import Config, flatten
+from ganzoo.config import Config, add_arguments, flatten, load_from_args
 from ganzoo.errors import EXIT_USER_ERROR, GanzooError
 from ganzoo.paths import RunPaths
 from ganzoo.variants import registry
@@ -86,7 +84,7 @@ def with_retry_delay(t, delay_s: float):
 # --------------------------------------------------------------------------- tasks
 
 @task(name="config", cache_policy=NO_CACHE, persist_result=False)
-def config_task(params: Optional[str], overrides: list[str]) -> Config:
+def config_task(params: str | None, overrides: list[str]) -> Config:
     """params + overrides -> Config with the CLI's semantics; a user error fails here, before any work."""
     cfg = load_from_args(params, list(overrides))
     registry.resolve(cfg)  # validate every model.<variant> section now, not after preparing data
@@ -125,7 +123,7 @@ def register_task(cfg: Config, checkpoint: str) -> dict:
 
 
 @stage_task("report")
-def report_task(cfg: Config, metrics: dict, decision: Optional[dict]) -> None:
+def report_task(cfg: Config, metrics: dict, decision: dict | None) -> None:
     create_markdown_artifact(report_markdown(cfg, metrics, decision), key=artifact_key(cfg.variant, "report"),
                              description=f"ganzoo {cfg.variant}: metrics, MLflow run, registry decision")
     sheets = sheets_markdown(cfg)
@@ -145,7 +143,7 @@ def fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def mlflow_run_link(cfg: Config) -> Optional[str]:
+def mlflow_run_link(cfg: Config) -> str | None:
     """Markdown for the MLflow run that trained this checkpoint, from the file the tracker writes
     beside it (`checkpoints/<variant>/mlflow_run.json`); None without tracking."""
     path = RunPaths.of(cfg).sidecar
@@ -168,7 +166,7 @@ def mlflow_run_link(cfg: Config) -> Optional[str]:
     return text
 
 
-def report_markdown(cfg: Config, metrics: dict, decision: Optional[dict]) -> str:
+def report_markdown(cfg: Config, metrics: dict, decision: dict | None) -> str:
     rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in flatten(metrics).items())
     lines = [f"# ganzoo {cfg.variant} on {cfg.data.source} ({cfg.data.image_size}px)", "",
              "| metric | value |", "|---|---|", rows, ""]
@@ -179,7 +177,7 @@ def report_markdown(cfg: Config, metrics: dict, decision: Optional[dict]) -> str
     return "\n".join(lines) + "\n"
 
 
-def sheets_markdown(cfg: Config) -> Optional[str]:
+def sheets_markdown(cfg: Config) -> str | None:
     """The evaluation's sample sheets as markdown images. Small sheets are embedded as data URIs
     (the artifact then shows them wherever the Prefect UI runs); large ones are linked by path,
     which only opens on the machine that ran the flow."""
@@ -201,8 +199,8 @@ def sheets_markdown(cfg: Config) -> Optional[str]:
 # --------------------------------------------------------------------------- flow
 
 @flow(name="ganzoo-pipeline", log_prints=True)
-def pipeline(params: Optional[str] = "params.yaml", overrides: Optional[list[str]] = None,
-             variant: Optional[str] = None, register_model: bool = True,
+def pipeline(params: str | None = "params.yaml", overrides: list[str] | None = None,
+             variant: str | None = None, register_model: bool = True,
              resume: Literal["auto", "no", "yes"] = "auto", retry_delay_s: float = RETRY_DELAY_S) -> dict:
     """prepare -> classifier -> train -> evaluate -> register for one variant.
 
@@ -240,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with patient_temporary_server():

@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.pipeline import (RETRY_DELAY_S, USER_ERRORS, artifact_key, classifier_task, config_task,
-                            evaluate_task, fmt, patient_temporary_server, prepare_task, register_task,
-                            report_task, train_task, with_retry_delay)
-from ganzoo.config import add_arguments
-from ganzoo.errors import EXIT_USER_ERROR
-from ganzoo.config import flatten
-from ganzoo.errors import ConfigError
+from flows.pipeline import (
+    RETRY_DELAY_S,
+    USER_ERRORS,
+    artifact_key,
+    classifier_task,
+    config_task,
+    evaluate_task,
+    fmt,
+    patient_temporary_server,
+    prepare_task,
+    register_task,
+    report_task,
+    train_task,
+    with_retry_delay,
+)
+from ganzoo.config import add_arguments, flatten
 from ganzoo.data.prepared import prepared_path
+from ganzoo.errors import EXIT_USER_ERROR, ConfigError
 
 DEFAULT_VARIANTS = ["dcgan", "lsgan", "wgan_gp"]
 
@@ -52,8 +61,8 @@ def comparison_rows(results: dict[str, dict]) -> list[dict]:
 
 
 @flow(name="ganzoo-sweep", log_prints=True)
-def sweep(variants: Optional[list[str]] = None, params: Optional[str] = "params.yaml",
-          overrides: Optional[list[str]] = None, register_model: bool = True, max_parallel: int = 1,
+def sweep(variants: list[str] | None = None, params: str | None = "params.yaml",
+          overrides: list[str] | None = None, register_model: bool = True, max_parallel: int = 1,
           resume: str = "auto", retry_delay_s: float = RETRY_DELAY_S) -> list[dict]:
     """Train/evaluate/register each variant with the same params and overrides; end with a
     comparison table artifact. A failing variant does not stop the others; the flow fails at the
@@ -94,10 +103,10 @@ def sweep(variants: Optional[list[str]] = None, params: Optional[str] = "params.
     return rows
 
 
-def _error_of(task_fn, *args) -> Optional[str]:
+def _error_of(task_fn, *args) -> str | None:
     try:
         task_fn(*args)
-    except Exception as err:  # the task's own exception, after its retries
+    except Exception as err:  # noqa: BLE001 -- the task's own exception, after its retries
         return f"{type(err).__name__}: {err}"
     return None
 
@@ -110,11 +119,11 @@ def _finish(cfg, trained, evaluate, registering, report, register_model: bool) -
         decision = registering(cfg, result["checkpoint"]) if register_model else None
         report(cfg, metrics, decision)
         return {"metrics": metrics, "registry": decision}
-    except Exception as err:  # a user error, or a transient one that outlived its retries
+    except Exception as err:  # noqa: BLE001 -- a user error, or a transient one that outlived its retries
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.sweep", description="Train and compare several variants.")
     add_arguments(parser)
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated variant names")

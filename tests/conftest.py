@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -14,33 +15,6 @@ def shared_mnist_root() -> Path:
     if not (root / "MNIST" / "raw").is_dir():
         pytest.skip(f"shared MNIST not found at {root}")
     return root
-
-
-# --------------------------------------------------------------------------- tiny data for fast CPU runs
-import torch  # noqa: E402
-
-from ganzoo.data.prepared import Prepared  # noqa: E402
-
-
-def make_prepared(kind: str = "images", n: int = 24, size: int = 16, channels: int = 1,
-                  classes: int = 10, seed: int = 0) -> Prepared:
-    """Random uint8 images in the prepared format (labels for `images`, pairs for translation)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def imgs(c=channels, m=n):
-        return torch.randint(0, 256, (m, c, size, size), generator=g, dtype=torch.uint8)
-
-    manifest = {"source": "synthetic", "classes": [str(i) for i in range(classes)], "content_hash": f"syn{seed}"}
-    if kind == "images":
-        y = torch.arange(n) % classes
-        return Prepared("images", {"x": imgs(), "y": y}, manifest)
-    tensors = {"a": imgs(), "b": imgs(), "a_test": imgs(m=4), "b_test": imgs(m=4)}
-    return Prepared(kind, tensors, manifest)
-
-
-@pytest.fixture
-def tiny_prepared():
-    return make_prepared
 
 
 @pytest.fixture

@@ -11,33 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ganzoo import stages
-from ganzoo.config import apply_override
 from ganzoo.errors import ConfigError, DataError
+from tests.helpers import write_params
 
 REPO = Path(__file__).resolve().parents[2]
-
-TINY = [
-    "variant=dcgan", "data.image_size=16", "data.limit=96",
-    "train.steps=4", "train.batch_size=16", "train.checkpoint_every=4", "train.log_every=2",
-    "train.progress=false", "train.device=cpu",
-    "model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=16",
-    "model.gan.hidden=16", "model.gan.z_dim=16",
-    "eval.n_samples=32", "eval.batch_size=32", "eval.classifier_steps=5", "eval.kid_subset_size=16",
-    "tracking.enabled=false",
-]
-
-
-def write_params(folder: Path, extra: list[str] = ()) -> Path:
-    raw: dict = {}
-    for assignment in [*TINY, *extra]:
-        apply_override(raw, assignment)
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):

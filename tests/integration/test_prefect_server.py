@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_flows import write_params
+
+from tests.helpers import write_params
 
 pytestmark = pytest.mark.slow
 

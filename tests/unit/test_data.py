@@ -13,8 +13,8 @@ from PIL import Image
 from ganzoo.config import DataConfig
 from ganzoo.data.prepare import prepare_data
 from ganzoo.data.prepared import load_prepared, prepared_path
-from ganzoo.errors import DataError
 from ganzoo.data.sources import load_images
+from ganzoo.errors import DataError
 
 
 def cfg(tmp_path, **kw) -> DataConfig:

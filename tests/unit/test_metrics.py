@@ -9,12 +9,24 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganzoo.data.prepared import Prepared, content_hash
-from ganzoo.evaluation import classifier as clf_mod
 from ganzoo.data.images import save_grid
-from ganzoo.evaluation import (FeatureError, build_features, class_kl, class_rows, compute_image_metrics, fid,
-                               get_classifier, interpolation_latents, kid, mode_coverage, modes_covered,
-                               precision_recall, train_classifier)
+from ganzoo.data.prepared import Prepared, content_hash
+from ganzoo.evaluation import (
+    FeatureError,
+    build_features,
+    class_kl,
+    class_rows,
+    compute_image_metrics,
+    fid,
+    get_classifier,
+    interpolation_latents,
+    kid,
+    mode_coverage,
+    modes_covered,
+    precision_recall,
+    train_classifier,
+)
+from ganzoo.evaluation import classifier as clf_mod
 
 CLASSIFIER_STEPS = 150  # ~0.98 held-out accuracy on digits in a few CPU seconds
 
@@ -119,7 +131,7 @@ def test_classifier_training_is_deterministic(digits):
     m1, a1 = train_classifier(x, y, 10, steps=5, seed=3)
     m2, a2 = train_classifier(x, y, 10, steps=5, seed=3)
     assert a1 == a2
-    assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
 
 
 def test_classifier_handles_rgb_and_sizes():

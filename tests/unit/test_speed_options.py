@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from conftest import make_prepared
 from ganzoo.config import load_config
-from ganzoo.errors import ConfigError
 from ganzoo.data.sampler import DeviceBatches
 from ganzoo.data.stream import StreamBatches, device_bytes, should_stream
+from ganzoo.errors import ConfigError
 from ganzoo.training.checkpoint import read_checkpoint
 from ganzoo.training.device import compile_nets, cuda_graph_blocker, make_train_step
 from ganzoo.training.loop import data_spec, train_loop
 from ganzoo.variants import registry
+from tests.helpers import make_prepared
 
 WIDTHS = ("ngf", "ndf", "hidden", "n_filters", "h_dim", "q_hidden", "embed_dim")
 NOT_CAPTURABLE = {"began", "cyclegan"}  # k_t re-bound each step; image pools + lr schedule
@@ -70,10 +70,12 @@ def test_compile_trains_on_cpu_like_eager_with_the_same_checkpoint(in_tmp):
     """Inductor compiles C++ kernels here: minutes on a busy 2-core machine, hence slow."""
     prep = data_for("dcgan")
     eager = train_loop(tiny("dcgan", extra=["train.out_dir=eager", "train.threads=1"]), prep)
-    compiled = train_loop(tiny("dcgan", extra=["train.out_dir=compiled", "train.compile=true", "train.threads=1"]), prep)
+    compiled = train_loop(tiny("dcgan", extra=["train.out_dir=compiled", "train.compile=true", "train.threads=1"]),
+                          prep)
     a, b = read_checkpoint(eager.checkpoint), read_checkpoint(compiled.checkpoint)
     assert {k: list(v) for k, v in a["state"]["nets"].items()} == {k: list(v) for k, v in b["state"]["nets"].items()}
-    for x, y in zip(a["history"], b["history"]):  # same seed, same batches: same numbers up to fusion rounding
+    # same seed, same batches: same numbers up to fusion rounding
+    for x, y in zip(a["history"], b["history"], strict=True):
         for k in ("loss_d", "loss_g"):
             assert math.isfinite(y[k]) and y[k] == pytest.approx(x[k], rel=1e-3), (k, x, y)
 

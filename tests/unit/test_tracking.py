@@ -12,13 +12,13 @@ import torch
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from conftest import make_prepared
 from ganzoo.config import load_config
 from ganzoo.errors import ConfigError
-from ganzoo.training.loop import data_spec
 from ganzoo.tracking import NullTracker, open_tracker, registry, store
 from ganzoo.tracking.tracker import _TrainingHooks
+from ganzoo.training.loop import data_spec
 from ganzoo.variants import registry as variants
+from tests.helpers import make_prepared
 
 TINY = {"dcgan": ["model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=8"],
         "cgan": ["model.cgan.ngf=8", "model.cgan.ndf=8", "model.cgan.z_dim=8", "model.cgan.embed_dim=4"],
@@ -125,7 +125,8 @@ class FakeTracker:
 
     def __init__(self):
         self.metrics, self.images = [], []
-        self.client = SimpleNamespace(log_image=lambda run_id, image, key, step: self.images.append((key, step, image.shape)))
+        self.client = SimpleNamespace(
+            log_image=lambda run_id, image, key, step: self.images.append((key, step, image.shape)))
 
     def _safely(self, fn, *args):
         return fn(*args)

@@ -11,20 +11,24 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import make_prepared
 from ganzoo.config import Config, DataConfig
-from ganzoo.errors import ConfigError
 from ganzoo.data.prepare import prepare_data
 from ganzoo.data.prepared import Prepared, load_prepared, prepared_path
-from ganzoo.errors import DataError
 from ganzoo.data.translation import TRANSLATION_BUILDERS, outline, thick_inverted
+from ganzoo.errors import ConfigError, DataError
 from ganzoo.evaluation.translation import translation_metrics, translation_sheet
 from ganzoo.image_pool import ImagePool
-from ganzoo.nets.translation import (DiscoDiscriminator, DiscoGenerator, PatchDiscriminator, ResnetGenerator,
-                                     UNetGenerator)
-from ganzoo.training.loop import data_spec, train_loop
+from ganzoo.nets.translation import (
+    DiscoDiscriminator,
+    DiscoGenerator,
+    PatchDiscriminator,
+    ResnetGenerator,
+    UNetGenerator,
+)
 from ganzoo.stages import translate as translate_path
+from ganzoo.training.loop import data_spec, train_loop
 from ganzoo.variants import registry
+from tests.helpers import make_prepared
 
 TINY = {"pix2pix": {"ngf": 4, "ndf": 4},
         "cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 1, "pool_size": 4},
@@ -243,7 +247,7 @@ def test_pool_fills_then_swaps_half_and_conserves_images():
 
 def test_pool_state_round_trip_is_exact():
     pool = ImagePool(size=5, seed=3)
-    for k in range(3):
+    for _ in range(3):
         pool.query(torch.randn(4, 1, 2, 2))
     clone = ImagePool(size=5, seed=999)
     clone.load_state_dict(pool.state_dict())
@@ -275,7 +279,7 @@ def test_one_train_step(name, kind):
     losses = variant.train_step(_batch(prep))
     assert losses and all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in losses.values())
     for k, net in variant.nets.items():  # every network (both Gs, both Ds) was updated
-        assert any(not torch.equal(p, q) for p, q in zip(before[k], net.parameters())), k
+        assert any(not torch.equal(p, q) for p, q in zip(before[k], net.parameters(), strict=True)), k
     x = _batch(prep)["a"]
     assert variant.translate(x, "AtoB").shape == x.shape
 
@@ -318,7 +322,7 @@ def test_cyclegan_lr_constant_then_linear_to_zero():
         variant.train_step(_batch(prep, 2))
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs[:4] == [2e-4] * 4
-    assert all(x > y for x, y in zip(lrs[4:], lrs[5:])) and lrs[-1] < 2e-4 * 0.2
+    assert all(x > y for x, y in zip(lrs[4:], lrs[5:], strict=False)) and lrs[-1] < 2e-4 * 0.2
     assert variant.optims["d"].param_groups[0]["lr"] == lrs[-1]
 
 

@@ -13,12 +13,11 @@ from torch import nn
 
 from ganzoo import losses
 from ganzoo.config import load_config
-from ganzoo.errors import ConfigError
 from ganzoo.data.sampler import DeviceBatches
+from ganzoo.errors import ConfigError
 from ganzoo.training.loop import data_spec, train_loop
 from ganzoo.variants import registry
-
-from conftest import make_prepared
+from tests.helpers import make_prepared
 
 TINY = {
     "cgan": {"ngf": 8, "ndf": 8, "z_dim": 16, "embed_dim": 8},
@@ -203,7 +202,7 @@ def test_infogan_steps_train_q_with_d_and_g_with_the_information_term():
     torch.manual_seed(1)
     variant.g_step(batch)
     g_without = list(variant.nets["g"].parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(g_with, g_without))
+    assert any(not torch.equal(a, b) for a, b in zip(g_with, g_without, strict=True))
 
 
 def test_infogan_codes_are_applied_to_every_sample():

@@ -11,16 +11,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import make_prepared
 from ganzoo import stages
 from ganzoo.config import load_config
-from ganzoo.errors import ConfigError
 from ganzoo.data.images import to_unit_range
 from ganzoo.data.sampler import DeviceBatches
-from ganzoo.training import distributed
 from ganzoo.training.checkpoint import read_checkpoint
 from ganzoo.training.loop import train_loop
 from ganzoo.variants.base import Variant
+from tests.helpers import make_prepared
 
 GLOBAL_BATCH = 16
 STEPS = 4
@@ -89,7 +87,7 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(in_tmp, monkeypa
     # Logged losses are the global batch's means: equal at every step, so the ranks started
     # from the same weights (broadcast) and applied the averaged gradients.
     assert len(one["history"]) == len(two["history"]) == STEPS
-    for a, b in zip(one["history"], two["history"]):
+    for a, b in zip(one["history"], two["history"], strict=True):
         for k in ("loss_d", "loss_g"):
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (a["step"], k, a[k], b[k])
     for net, state in one["state"]["nets"].items():
@@ -111,7 +109,8 @@ def test_nproc_flag_trains_checkpoints_on_rank0_and_resumes_every_rank(in_tmp):
 
     def train(steps, *flags):
         proc = subprocess.run([sys.executable, "-m", "ganzoo", "train", "--nproc", "2", *flags, *common,
-                               "--set", f"train.steps={steps}"], capture_output=True, text=True, timeout=240, check=False)
+                               "--set", f"train.steps={steps}"],
+                              capture_output=True, text=True, timeout=240, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
@@ -123,29 +122,3 @@ def test_nproc_flag_trains_checkpoints_on_rank0_and_resumes_every_rank(in_tmp):
     assert out.count("trained dcgan to step 6") == 1, out
     ckpt = read_checkpoint(in_tmp / "checkpoints" / "dcgan" / "last.pt")
     assert ckpt["step"] == 6 and [h["step"] for h in ckpt["history"]] == [2, 4, 6]
-
-
-def test_sync_batchnorm_is_refused_on_cpu_and_a_no_op_for_one_process():
-    variant_nets = {"d": torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))}
-    distributed.convert_sync_batchnorm(variant_nets, torch.device("cpu"), world=1)
-    assert isinstance(variant_nets["d"][1], torch.nn.BatchNorm2d)
-    with pytest.raises(ConfigError, match="sync_batchnorm needs CUDA"):
-        distributed.convert_sync_batchnorm(variant_nets, torch.device("cpu"), world=2)
-
-
-def test_rank_state_restores_each_ranks_own_streams():
-    saved = {"sampler": "s0", "rng": "r0", "acc": {},
-             "ranks": [{"sampler": "s0", "rng": "r0", "acc": {}}, {"sampler": "s1", "rng": "r1", "acc": {}}]}
-    from ganzoo.training.resume import rank_state as _rank_state
-
-    assert _rank_state(saved, distributed.DistContext(1, 2, False))["sampler"] == "s1"
-    # Another process count: rank 0 continues the checkpoint's streams, the others keep fresh ones.
-    assert _rank_state(saved, distributed.DistContext(0, 3, False))["sampler"] == "s0"
-    assert "sampler" not in _rank_state(saved, distributed.DistContext(2, 3, False))
-
-
-@pytest.mark.gpu
-def test_sync_batchnorm_converts_on_cuda_under_two_ranks():
-    nets = {"d": torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))}
-    distributed.convert_sync_batchnorm(nets, torch.device("cuda"), world=2)
-    assert isinstance(nets["d"][1], torch.nn.SyncBatchNorm)
