@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import torch
@@ -9,6 +10,8 @@ import yaml
 
 from ganzoo.config import apply_override
 from ganzoo.data.prepared import Prepared
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 # --------------------------------------------------------------------------- tiny data for fast CPU runs
@@ -48,3 +51,56 @@ def write_params(folder: Path, extra: list[str] | tuple[str, ...] = ()) -> Path:
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+# --------------------------------------------------------------------------- the import structure of src/ganzoo
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, modules: set[str]) -> set[str]:
+    """The ganzoo modules `path` imports, anywhere in the file (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = module_name(path).split(".")
+                pkg = pkg[:len(pkg) - node.level + (1 if path.name == "__init__.py" else 0)]
+                base = ".".join(pkg + ([base] if base else []))
+            # `from pkg import sub` imports the submodule; `from pkg import name` the package.
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the ganzoo modules it imports (function-level imports included)."""
+    files = {module_name(p): p for p in SRC.joinpath("ganzoo").rglob("*.py")}
+    mods = set(files)
+    return {m: imports(p, mods) - {m} for m, p in files.items()}
+
+
+def import_closure(start: set[str], graph: dict[str, set[str]]) -> set[str]:
+    """Every ganzoo module reachable from `start` (packages' __init__ included)."""
+    seen, todo = set(), list(start)
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo += graph.get(m, ())
+        parent = m.rpartition(".")[0]  # importing a.b.c runs a/__init__ and a/b/__init__ first
+        if parent:
+            todo.append(parent)
+    return seen

@@ -5,11 +5,10 @@ inside functions count: a lazy import is still a dependency."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+from tests.helpers import SRC, import_graph as graph
 
 # Lowest first; a module may import its own layer or lower ones. Matched by longest prefix.
 LAYERS = [
@@ -27,42 +26,6 @@ LAYERS = [
     ["ganzoo.stages"],
     ["ganzoo.cli", "ganzoo.__main__"],
 ]
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path, modules: set[str]) -> set[str]:
-    """The ganzoo modules `path` imports, anywhere in the file (relative imports resolved)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                pkg = module_name(path).split(".")
-                pkg = pkg[:len(pkg) - node.level + (1 if path.name == "__init__.py" else 0)]
-                base = ".".join(pkg + ([base] if base else []))
-            # `from pkg import sub` imports the submodule; `from pkg import name` the package.
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
-        else:
-            continue
-        for name in names:
-            while name and name not in modules:
-                name = name.rpartition(".")[0]
-            if name:
-                found.add(name)
-    return found
-
-
-def graph() -> dict[str, set[str]]:
-    files = {module_name(p): p for p in SRC.joinpath("ganzoo").rglob("*.py")}
-    mods = set(files)
-    return {m: imports(p, mods) - {m} for m, p in files.items()}
 
 
 def layer(module: str) -> int:
