@@ -1,6 +1,6 @@
 """Time compute_image_metrics: 10,000 fake vs 10,000 real 32x32 MNIST-like images on CPU.
 
-    python benchmarks/eval_speed.py [--n 10000] [--threads 2] [--classifier-steps 300] [--classifier-dir DIR]
+    .venv/bin/python -m benchmarks.eval_speed [--n 10000] [--threads 2] [--classifier-steps 300] [--classifier-dir DIR]
 
 Real images are the MNIST test split from ../shared/datasets/mnist (gzip IDX, read directly),
 or sklearn's digits upsampled and tiled when that copy is absent. The "fake" set is the real one
@@ -21,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks import common
 from ganzoo.data.prepared import Prepared, content_hash
 from ganzoo.evaluation import build_features, compute_image_metrics
 
-MNIST_RAW = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist" / "MNIST" / "raw"
+MNIST_RAW = common.SHARED_MNIST / "MNIST" / "raw"
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -13,10 +13,10 @@ Options (`--options`, comma-separated; each one is `plain`, `default` or flags j
   amp      bf16 autocast                      cl       channels_last
   compile  torch.compile of every network     graphs   the whole step captured as one CUDA graph
 
-    .venv/bin/python benchmarks/throughput.py                                  # CPU or CUDA defaults
-    .venv/bin/python benchmarks/throughput.py --device cuda --variants dcgan --batch-sizes 64,1024 \\
+    .venv/bin/python -m benchmarks.throughput                                  # CPU or CUDA defaults
+    .venv/bin/python -m benchmarks.throughput --device cuda --variants dcgan --batch-sizes 64,1024 \\
         --options plain,amp+cl,amp+cl+graphs,amp+cl+compile+graphs
-    .venv/bin/python benchmarks/throughput.py --compare-dataloader             # issue 8's CPU comparison
+    .venv/bin/python -m benchmarks.throughput --compare-dataloader             # issue 8's CPU comparison
 
 Peak memory: CUDA rows report torch's peak allocated bytes; CPU rows report the process's peak
 resident set (VmHWM, reset before each row), which includes the Python/torch runtime.
@@ -28,28 +28,22 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+import torch
 
-import torch  # noqa: E402
+from benchmarks import common
+from ganzoo import stages
+from ganzoo.config import Config, load_config
+from ganzoo.data.prepared import Prepared
+from ganzoo.errors import ConfigError
+from ganzoo.training.hooks import Hooks
+from ganzoo.training.loop import train_loop
+from ganzoo.variants import registry
 
-from ganzoo import stages  # noqa: E402
-from ganzoo.config import Config, ConfigError, load_config  # noqa: E402
-from ganzoo.data.prepared import Prepared  # noqa: E402
-from ganzoo.training.loop import Hooks, train_loop  # noqa: E402
-from ganzoo.variants import registry  # noqa: E402
-
-SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist"
-FLAGS = {"amp": "train.amp=bf16", "cl": 'train.channels_last="on"', "compile": "train.compile=true",
-         "graphs": "train.cuda_graphs=true"}
 # --widths narrow: network widths that keep a CPU table to minutes (the paper widths of began or
 # cyclegan take seconds per step on 2 cores). Hyper-parameters other than widths stay the paper's.
 NARROW = {"gan": {"hidden": 128}, "dcgan": {"ngf": 32, "ndf": 32}, "cgan": {"ngf": 32, "ndf": 32},
@@ -57,20 +51,6 @@ NARROW = {"gan": {"hidden": 128}, "dcgan": {"ngf": 32, "ndf": 32}, "cgan": {"ngf
           "lsgan": {"ngf": 32, "ndf": 32}, "began": {"n_filters": 16, "h_dim": 32, "z_dim": 32},
           "pix2pix": {"ngf": 16, "ndf": 16}, "cyclegan": {"ngf": 16, "ndf": 16, "n_blocks": 3},
           "discogan": {"ngf": 16, "ndf": 16}}
-PLAIN = ['train.amp="off"', 'train.channels_last="off"', "train.compile=false", "train.cuda_graphs=false"]
-
-
-def option_overrides(spec: str) -> list[str]:
-    if spec == "default":
-        return []
-    if spec == "plain":
-        return list(PLAIN)
-    flags = spec.split("+")
-    unknown = [f for f in flags if f not in FLAGS]
-    if unknown:
-        raise SystemExit(f"--options: unknown flag {unknown[0]!r} in {spec!r}; use plain, default or "
-                         f"{'+'.join(FLAGS)} combinations")
-    return [*PLAIN, *(FLAGS[f] for f in flags)]
 
 
 # --------------------------------------------------------------------------- data
@@ -90,24 +70,11 @@ def synthetic(kind: str, n: int, size: int, channels: int = 1, seed: int = 0) ->
 
 def mnist_or_synthetic(size: int, workdir: str) -> Prepared:
     """The shared MNIST test split (10k digits) when present, else 10k random images."""
-    if (SHARED_MNIST / "MNIST" / "raw").is_dir():
-        cfg = load_config(None, ["data.source=mnist", f"data.root={SHARED_MNIST}", "data.download=false",
+    if common.mnist_missing(common.SHARED_MNIST) is None:
+        cfg = load_config(None, ["data.source=mnist", f"data.root={common.SHARED_MNIST}", "data.download=false",
                                  f"data.image_size={size}", f"data.prepared_dir={workdir}/prepared"])
         return stages.prepare(cfg)
     return synthetic("images", 10_000, size)
-
-
-def default_run_config(steps: int, out_dir: str | None, extra: list[str] = ()) -> Config:
-    """params.yaml as a user gets it (dcgan on the bundled digits, 32x32), made quiet."""
-    out = out_dir or tempfile.mkdtemp(prefix="ganzoo-bench-")
-    return load_config(REPO / "params.yaml", [f"train.steps={steps}", "train.progress=false",
-                                               "tracking.enabled=false", "train.checkpoint_every=1000000",
-                                               f"train.out_dir={out}/ck", f"train.metrics_dir={out}/m",
-                                               f"data.prepared_dir={out}/prepared", *extra])
-
-
-def prepare_default_data(cfg: Config) -> Prepared:
-    return stages.prepare(cfg)
 
 
 # --------------------------------------------------------------------------- memory
@@ -173,7 +140,7 @@ def row_config(variant: str, batch: int, options: str, args, workdir: str) -> Co
                               "train.progress=false", "tracking.enabled=false", f"train.device={args.device}",
                               f"train.out_dir={workdir}/ck", f"train.metrics_dir={workdir}/m",
                               *([f"train.threads={args.threads}"] if args.threads else []),
-                              *option_overrides(options),
+                              *common.option_overrides(options),
                               *(f"model.{variant}.{k}={v}" for k, v in widths(variant, args.widths).items()), *args.set])
 
 
@@ -193,20 +160,19 @@ def data_for(variant: str, datasets: dict, size: int) -> Prepared:
 
 def compare_dataloader(args, workdir: str) -> dict:
     """`ganzoo train` with params.yaml defaults vs the same nets in a public-script DataLoader
-    loop, alternated `--repeats` times (the median is reported: the machine may be shared)."""
-    from dataloader_baseline import run_dataloader_loop
-
+    loop (common.run_dataloader_loop), alternated `--repeats` times (the median is reported: the
+    machine may be shared)."""
     window = 50  # params.yaml's train.log_every: the ganzoo run is exactly the default run
     steps = window * (1 + max(1, math.ceil(args.dl_steps / window)))
     extra = [f"train.device={args.device}", *([f"train.threads={args.threads}"] if args.threads else []), *args.set]
-    cfg = default_run_config(steps, workdir, extra)
-    prep = prepare_default_data(cfg)
+    cfg = common.default_run_config(steps, workdir, extra)
+    prep = stages.prepare(cfg)
     device = torch.device(args.device)
     ours, theirs = [], []
     for _ in range(args.repeats):
-        r = measure(cfg, prep, device)
-        ours.append(r["images_per_s"])
-        theirs.append(run_dataloader_loop(cfg, prep, window, steps - window, str(device), window)["images_per_s"])
+        ours.append(measure(cfg, prep, device)["images_per_s"])
+        baseline = common.run_dataloader_loop(cfg, prep, window, steps - window, str(device), window)
+        theirs.append(baseline["images_per_s"])
     a, b = statistics.median(ours), statistics.median(theirs)
     data = registry.resolve(cfg).data  # data.source=auto -> the variant's embedded dataset
     return {"setup": f"params.yaml defaults: {cfg.variant} on {data.source} {data.image_size}px, "
@@ -216,18 +182,6 @@ def compare_dataloader(args, workdir: str) -> dict:
 
 
 # --------------------------------------------------------------------------- report
-
-def machine(device: torch.device) -> dict:
-    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    else:
-        info["cpu"] = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                            if line.startswith("model name")), platform.processor())
-    return info
-
 
 def table(rows: list[dict]) -> str:
     out = ["| variant | batch | options | images/s | ms/step | peak MiB | status |",
@@ -265,17 +219,16 @@ def main() -> None:
                     help="only the issue's CPU comparison: default `ganzoo train` vs a public-script DataLoader loop")
     ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of the DataLoader comparison")
     ap.add_argument("--dl-steps", type=int, default=100, help="timed steps of each DataLoader-comparison run")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "throughput.json"))
+    ap.add_argument("--out", default=str(common.OUT / "throughput.json"))
     args = ap.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = common.resolve_device(args.device)
     args.device = str(device)
     cuda = device.type == "cuda"
     args.steps = args.steps or (200 if cuda else 20)
     args.warmup = args.warmup or (50 if cuda else 10)
     args.widths = args.widths or ("paper" if cuda else "narrow")
-    result = {"machine": {**machine(device), "threads": args.threads or torch.get_num_threads()}, "rows": []}
+    result = {"machine": {**common.machine(device), "threads": args.threads or torch.get_num_threads()}, "rows": []}
 
     with tempfile.TemporaryDirectory(prefix="ganzoo-bench-") as workdir:
         if args.compare_dataloader:
@@ -292,7 +245,7 @@ def main() -> None:
             batches = [int(b) for b in (args.batch_sizes or ("64,1024" if cuda else "64")).split(",")]
             options = (args.options or ("plain,amp+cl,amp+cl+graphs" if cuda else "plain,cl")).split(",")
             for o in options:
-                option_overrides(o)  # reject typos before anything runs
+                common.option_overrides(o)  # reject typos before anything runs
             datasets = {"images": mnist_or_synthetic(args.image_size, workdir)}
             for v in variants:
                 for b in batches:
@@ -305,11 +258,10 @@ def main() -> None:
             print("\n" + table(result["rows"]))
     result["machine"]["loadavg_end"] = os.getloadavg()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(out.read_text()) if out.exists() else {}
     key = "dataloader_comparison" if args.compare_dataloader else device.type
     existing[key] = result  # CPU, CUDA and the comparison live side by side in one file
-    out.write_text(json.dumps(existing, indent=2))
+    common.write_json(out, existing)
     print(f"\nwrote {out} [{key}]")
 
 

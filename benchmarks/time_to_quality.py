@@ -9,8 +9,8 @@ and cached). Evaluation time is excluded from the clock: the reported seconds ar
 only, taken when the loop has just synchronised with the device. The run stops at the first
 evaluation at or below `--threshold`, or at `--max-steps` (reported as not reached).
 
-    nice -n 10 .venv/bin/python benchmarks/time_to_quality.py --variants dcgan --options default
-    .venv/bin/python benchmarks/time_to_quality.py --device cuda --variants dcgan,wgan_gp,lsgan \\
+    nice -n 10 .venv/bin/python -m benchmarks.time_to_quality --variants dcgan --options default
+    .venv/bin/python -m benchmarks.time_to_quality --device cuda --variants dcgan,wgan_gp,lsgan \\
         --options default,amp+cl+graphs --eval-every 200 --max-steps 20000
 
 Uses the shared MNIST test split (../shared/datasets/mnist, 10k digits). Writes
@@ -20,23 +20,20 @@ benchmarks/out/time_to_quality.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+import torch
 
-import torch  # noqa: E402
-
-from ganzoo import stages  # noqa: E402
-from ganzoo.config import Config, ConfigError, load_config  # noqa: E402
-from ganzoo.evaluation.features import build_features  # noqa: E402
-from ganzoo.evaluation.metrics import extract, fid  # noqa: E402
-from ganzoo.training.loop import Hooks, train_loop  # noqa: E402
-from throughput import SHARED_MNIST, machine, option_overrides  # noqa: E402
+from benchmarks import common
+from ganzoo import stages
+from ganzoo.config import Config, load_config
+from ganzoo.errors import ConfigError
+from ganzoo.evaluation.features import build_features
+from ganzoo.evaluation.metrics import extract, fid
+from ganzoo.sampling import generate
+from ganzoo.training.hooks import Hooks
+from ganzoo.training.loop import train_loop
 
 
 class _Reached(Exception):
@@ -60,7 +57,7 @@ class QualityClock(Hooks):
 
     def on_log(self, step, losses, images_per_s):
         self.train_s += time.perf_counter() - self.resumed_at  # the loop has just synchronised
-        fake = stages.generate(self.variant, self.n, seed=self.seed)
+        fake = generate(self.variant, self.n, seed=self.seed)
         self.variant.train()  # generate() left the nets in eval mode
         fake_feats, _ = extract(self.extractor, fake)
         value = fid(self.real_feats, fake_feats)
@@ -76,8 +73,8 @@ def run_one(variant: str, options: str, args, prep, extractor, real_feats, workd
         f"variant={variant}", f"train.steps={args.max_steps}", f"train.log_every={args.eval_every}",
         f"train.batch_size={args.batch_size}", "train.checkpoint_every=100000000", "train.progress=false",
         "tracking.enabled=false", f"train.device={args.device}", f"train.out_dir={workdir}/ck-{variant}-{options}",
-        f"train.metrics_dir={workdir}/m", "data.source=mnist", f"data.root={SHARED_MNIST}",
-        *option_overrides(options), *args.set])
+        f"train.metrics_dir={workdir}/m", "data.source=mnist", f"data.root={common.SHARED_MNIST}",
+        *common.option_overrides(options), *args.set])
     clock = QualityClock(extractor, real_feats, args.eval_samples, args.seed, args.threshold)
     print(f"{variant} [{options}]", flush=True)
     reached = False
@@ -105,19 +102,18 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=1234, help="sampling seed of the evaluations")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    ap.add_argument("--classifier-dir", default=str(REPO / "benchmarks" / "out" / "classifier"),
+    ap.add_argument("--classifier-dir", default=str(common.OUT / "classifier"),
                     help="cache of the evaluation classifier (trained once per dataset)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "time_to_quality.json"))
+    ap.add_argument("--out", default=str(common.OUT / "time_to_quality.json"))
     args = ap.parse_args()
-    if not (SHARED_MNIST / "MNIST" / "raw").is_dir():
-        raise SystemExit(f"MNIST not found at {SHARED_MNIST}/MNIST/raw; time to quality is measured on MNIST")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    if missing := common.mnist_missing(common.SHARED_MNIST):
+        raise SystemExit(f"{missing}; time to quality is measured on MNIST")
+    device = common.resolve_device(args.device)
     args.device = str(device)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="ganzoo-ttq-") as workdir:
-        base = load_config(None, ["data.source=mnist", f"data.root={SHARED_MNIST}", "data.download=false",
+        base = load_config(None, ["data.source=mnist", f"data.root={common.SHARED_MNIST}", "data.download=false",
                                   f"data.prepared_dir={workdir}/prepared", f"eval.classifier_dir={args.classifier_dir}"])
         prep = stages.prepare(base)
         extractor, _, info = build_features("classifier", prep, base.eval, device)
@@ -137,11 +133,9 @@ def main() -> None:
             continue
         print(f"| {r['variant']} | {r['options']} | {'yes' if r['reached'] else 'no'} | {r['seconds']} | "
               f"{r['steps']} | {r['fid_classifier']:.3f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(device), "threshold": args.threshold,
-                               "eval_samples": args.eval_samples, "rows": rows}, indent=2))
-    print(f"\nwrote {out}")
+    common.write_json(args.out, {"machine": common.machine(device), "threshold": args.threshold,
+                                 "eval_samples": args.eval_samples, "rows": rows})
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

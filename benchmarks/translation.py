@@ -9,8 +9,8 @@ classifier (trained on the target domain's digits and labels) gives the source d
 (target >= 0.9 on the unpaired task). Writes benchmarks/out/translation.json and one sheet per
 variant to docs/img/<variant>.png, and prints a markdown table.
 
-    nice -n 10 .venv/bin/python benchmarks/translation.py                     # all three, ~20 min on 2 CPU cores
-    .venv/bin/python benchmarks/translation.py --variants cyclegan --steps 100 # a quick look
+    nice -n 10 .venv/bin/python -m benchmarks.translation                      # all three, ~20 min on 2 CPU cores
+    .venv/bin/python -m benchmarks.translation --variants cyclegan --steps 100  # a quick look
 
 Losses, optimisers, loss weights, pools and schedules are the papers'; only the network widths
 (and CycleGAN's residual blocks) are narrowed, and the step counts and batch sizes differ per
@@ -20,20 +20,15 @@ variant (BENCH) so the whole run fits a small shared CPU.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+import torch
 
-import torch  # noqa: E402
-
-from ganzoo import stages  # noqa: E402
-from ganzoo.config import load_config  # noqa: E402
+from benchmarks import common
+from ganzoo import stages
+from ganzoo.config import Config, load_config
 
 VARIANTS = ["pix2pix", "cyclegan", "discogan"]
 
@@ -57,15 +52,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="override every variant's step count")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--work", type=Path, default=None, help="folder for data/checkpoints/eval (default: a temp folder)")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "translation.json")
-    p.add_argument("--sheets", type=Path, default=REPO / "docs" / "img")
+    p.add_argument("--out", type=Path, default=common.OUT / "translation.json")
+    p.add_argument("--sheets", type=Path, default=common.REPO / "docs" / "img")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads; 1 is fastest on a shared machine")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
-def config_for(variant: str, args: argparse.Namespace, work: Path):
+def config_for(variant: str, args: argparse.Namespace, work: Path) -> Config:
     bench = BENCH[variant]
     steps = args.steps or bench["steps"]
     model = [f"model.{variant}.{k}={v}" for k, v in bench["model"].items()]
@@ -89,10 +84,7 @@ def run_variant(variant: str, args: argparse.Namespace, work: Path) -> dict:
     t1 = time.perf_counter()
     metrics = stages.evaluate(cfg, result.checkpoint, track=False)
     t2 = time.perf_counter()
-    sheet = work / "eval" / variant / "sheets" / "translations.png"
-    if sheet.exists():
-        args.sheets.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sheet, args.sheets / f"{variant}.png")
+    common.keep_sheet(work / "eval" / variant / "sheets" / "translations.png", args.sheets, variant)
     last = result.history[-1] if result.history else {}
     return {"variant": variant, "source": cfg.data.source, "steps": result.steps,
             "batch_size": cfg.train.batch_size, "train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1),
@@ -100,59 +92,34 @@ def run_variant(variant: str, args: argparse.Namespace, work: Path) -> dict:
             "metrics": metrics}
 
 
-def fmt(value, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| variant | data | " + " | ".join(title for _, title, _ in COLUMNS) + " | train s |",
              "| --- | --- |" + " ---: |" * (len(COLUMNS) + 1)]
     for r in rows:
         m = r["metrics"]
-        cells = " | ".join(fmt(m.get(key), digits) for key, _, digits in COLUMNS)
+        cells = " | ".join(common.fmt(m.get(key), digits) for key, _, digits in COLUMNS)
         lines.append(f"| {r['variant']} | {r['source']} | {cells} | {r['train_s']:.0f} |")
     return "\n".join(lines)
-
-
-def target_misses(rows: list[dict]) -> list[str]:
-    misses = []
-    for r in rows:
-        if r["source"] != "digits_unpaired":
-            continue
-        for key, target in TARGETS.items():
-            value = r["metrics"].get(key)
-            if value is not None and value < target:
-                misses.append(f"{r['variant']}: {key} = {value:.3f} < {target}")
-    return misses
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    tmp = None
-    if args.work is None:
-        tmp = tempfile.TemporaryDirectory(prefix="ganzoo-translation-")
-        args.work = Path(tmp.name)
     start = time.perf_counter()
     rows = []
-    try:
+    with common.work_folder(args, "ganzoo-translation-"):
         for variant in args.variants:
             rows.append(run_variant(variant, args, args.work))
             r = rows[-1]
             print(f"[translation] {variant}: {r['train_s']:.0f}s train, {r['eval_s']:.0f}s eval, "
                   + ", ".join(f"{k}={v:.4g}" for k, v in r["metrics"].items() if isinstance(v, float)), flush=True)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     wall = time.perf_counter() - start
-    misses = target_misses(rows)
-    report = {"image_size": args.image_size, "threads": args.threads, "device": args.device, "seed": args.seed,
-              "wall_s": round(wall, 1), "targets": TARGETS, "target_misses": misses, "variants": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(rows))
-    print(f"\nwall time {wall / 60:.1f} min; JSON: {args.out}; sheets: {args.sheets}/")
-    print("targets: all met" if not misses else "targets missed:\n  " + "\n  ".join(misses))
+    # the targets are for the unpaired task only
+    misses = common.target_misses(((r["variant"], r["metrics"]) for r in rows if r["source"] == "digits_unpaired"),
+                                  TARGETS)
+    common.report(args, {"image_size": args.image_size, "threads": args.threads, "device": args.device,
+                         "seed": args.seed, "wall_s": round(wall, 1), "targets": TARGETS, "target_misses": misses,
+                         "variants": rows}, table(rows))
     return 0
 
 

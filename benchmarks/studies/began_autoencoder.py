@@ -2,25 +2,25 @@
 
 BEGAN's generator chases whatever D's auto-encoder rebuilds well, so while D still outputs a
 blurred mean digit for every input, G collapses onto that blur. This trains the benchmark's D
-(benchmarks/quality.py's widths, data, batch and precision) as a plain auto-encoder, with no
+(the quality benchmark's widths, data, batch and precision) as a plain auto-encoder, with no
 generator, and prints its reconstruction error L(x) every --every steps for each rate in --lrs:
 how long D sits on that plateau at the paper's rate (1e-4) with narrow nets, and whether
 Glorot initialisation (TensorFlow's default, hence the reference implementation's) gets it off.
+Results: benchmarks/RESULTS.md, "BEGAN on MNIST".
 
-    .venv/bin/python benchmarks/began_autoencoder.py --lrs 1e-4 1e-3 --steps 1500
-    .venv/bin/python benchmarks/began_autoencoder.py --lrs 1e-4 --init glorot --set model.began.n_filters=64
+    .venv/bin/python -m benchmarks.studies.began_autoencoder --lrs 1e-4 1e-3 --steps 1500
+    .venv/bin/python -m benchmarks.studies.began_autoencoder --lrs 1e-4 --init glorot --set model.began.n_filters=64
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import quality  # benchmarks/quality.py: the benchmark's config, data and budget
 import torch
 
+from benchmarks import common
 from ganzoo import stages
-from ganzoo.data.prepared import to_unit_range
+from ganzoo.data.images import to_unit_range
 from ganzoo.nets.autoencoder import reconstruction_error
 from ganzoo.training.loop import data_spec
 from ganzoo.variants import registry
@@ -55,25 +55,25 @@ def curve(cfg, prep, steps: int, every: int, seed: int, bf16: bool, init: str) -
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = common.quality_parser(__doc__.split("\n\n")[0])
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 1e-3], help="D's learning rates")
     p.add_argument("--every", type=int, default=250, help="steps between reported errors")
     p.add_argument("--init", choices=sorted(INITS), default="default",
                    help="D's weight init: PyTorch's default, Glorot uniform, or Kaiming normal (ReLU gain)")
-    args, rest = p.parse_known_args(argv)
-    bench = quality.parse_args(rest if "--steps" in rest else [*rest, "--steps", "1500"])
-    torch.set_num_threads(bench.threads)
-    if missing := quality.mnist_missing(bench):
-        print(missing, file=sys.stderr)
+    p.set_defaults(steps=1500)  # D's plateau shows within 1500 steps; a GAN run's 8000 are not needed
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if missing := common.mnist_missing(args.mnist_root):
+        print(f"{missing}; pass --mnist-root", file=sys.stderr)
         return 2
-    with quality.prepared_work(bench, "began", classifier=False):
-        prep, overrides = stages.load_data(quality.config_for("began", bench, bench.work)), list(bench.overrides)
-        print("| D's lr | " + " | ".join(f"{s}" for s in range(args.every, bench.steps + 1, args.every)) + " |")
-        print("| ---: |" + " ---: |" * (bench.steps // args.every))
+    with common.prepared_work(args, "began", classifier=False):
+        prep, overrides = stages.load_data(common.quality_config("began", args, args.work)), list(args.overrides)
+        print("| D's lr | " + " | ".join(f"{s}" for s in range(args.every, args.steps + 1, args.every)) + " |")
+        print("| ---: |" + " ---: |" * (args.steps // args.every))
         for lr in args.lrs:
-            bench.overrides = [*overrides, f"train.lr_d={lr}"]
-            errors = curve(quality.config_for("began", bench, bench.work), prep, bench.steps,
-                           args.every, bench.seed, bench.amp == "bf16", args.init)
+            args.overrides = [*overrides, f"train.lr_d={lr}"]
+            errors = curve(common.quality_config("began", args, args.work), prep, args.steps,
+                           args.every, args.seed, args.amp == "bf16", args.init)
             print(f"| {lr:g} | " + " | ".join(f"{e:.3f}" for e in errors) + " |", flush=True)
     return 0
 

@@ -1,27 +1,28 @@
 """Digit coverage along one training run, for the mode-collapse studies in the README (BEGAN).
 
-Trains one variant exactly as benchmarks/quality.py does (same data, widths, budget, overrides)
+Trains one variant exactly as the quality benchmark does (same data, widths, budget, overrides)
 and every --every steps classifies 1000 samples with the evaluation classifier, printing the
 class histogram, the digits that get >= 2% of the samples (the evaluation's threshold) and the
 logged losses (k_t and M for BEGAN). A final coverage alone hides whether a generator never
-spread out, spread out and then collapsed, or cycled between digits.
+spread out, spread out and then collapsed, or cycled between digits. Results:
+benchmarks/RESULTS.md, "BEGAN on MNIST".
 
-    .venv/bin/python benchmarks/coverage_trajectory.py began --seed 1 --set model.began.gamma=1.0
+    .venv/bin/python -m benchmarks.studies.coverage_trajectory began --seed 1 --set model.began.gamma=1.0
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-import quality  # benchmarks/quality.py: the benchmark's config, data and budget
 import torch
 
+from benchmarks import common
 from ganzoo import stages
 from ganzoo.evaluation.classifier import get_classifier, predict
 from ganzoo.evaluation.metrics import class_histogram
-from ganzoo.training.loop import Hooks, train_loop
+from ganzoo.training.hooks import Hooks
+from ganzoo.training.loop import train_loop
 from ganzoo.variants import registry
 
 N_SAMPLES = 1000
@@ -51,17 +52,16 @@ class CoverageHook(Hooks):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("variant", choices=quality.VARIANTS)
+    p = common.quality_parser(__doc__.split("\n\n")[0])  # --steps, --seed, --set, --work, ... as in quality.py
+    p.add_argument("variant", choices=common.QUALITY_VARIANTS)
     p.add_argument("--every", type=int, default=1000, help="steps between coverage checks")
-    args, rest = p.parse_known_args(argv)
-    bench = quality.parse_args(rest)  # --steps, --seed, --set, --work, ... as in quality.py
-    torch.set_num_threads(bench.threads)
-    if missing := quality.mnist_missing(bench):
-        print(missing, file=sys.stderr)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if missing := common.mnist_missing(args.mnist_root):
+        print(f"{missing}; pass --mnist-root", file=sys.stderr)
         return 2
-    with quality.prepared_work(bench, args.variant):
-        cfg = quality.config_for(args.variant, bench, bench.work)
+    with common.prepared_work(args, args.variant):
+        cfg = common.quality_config(args.variant, args, args.work)
         cfg = registry.resolve(cfg.model_copy(update={"train": cfg.train.model_copy(
             update={"checkpoint_every": args.every, "log_every": args.every})}))
         prep = stages.load_data(cfg)
