@@ -73,7 +73,8 @@ def main() -> None:
     fake = (fake + 0.05 * torch.randn(fake.shape, generator=gen)).clamp(-1, 1)
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = types.SimpleNamespace(classifier_dir=args.classifier_dir or tmp, classifier_steps=args.classifier_steps, inception_weights=None)
+        cfg = types.SimpleNamespace(classifier_dir=args.classifier_dir or tmp, classifier_steps=args.classifier_steps,
+                                    inception_weights=None)
         t0 = time.perf_counter()
         extractor, suffix, info = build_features("classifier", prep, cfg, "cpu")
         t_clf = time.perf_counter() - t0
@@ -83,7 +84,8 @@ def main() -> None:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 
     print(f"data: {source}, {args.n} real vs {args.n} fake, {tuple(x.shape[1:])}, threads={torch.get_num_threads()}")
-    print(f"classifier: {args.classifier_steps} steps in {t_clf:.1f}s, held-out accuracy {info['classifier_accuracy']:.4f}")
+    print(f"classifier: {args.classifier_steps} steps in {t_clf:.1f}s, "
+          f"held-out accuracy {info['classifier_accuracy']:.4f}")
     print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     # CPU seconds too: on a shared machine wall time mostly measures the neighbours.
     print(f"compute_image_metrics: {seconds:.2f} s wall, {cpu:.2f} s CPU")

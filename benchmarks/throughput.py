@@ -141,7 +141,8 @@ def row_config(variant: str, batch: int, options: str, args, workdir: str) -> Co
                               f"train.out_dir={workdir}/ck", f"train.metrics_dir={workdir}/m",
                               *([f"train.threads={args.threads}"] if args.threads else []),
                               *common.option_overrides(options),
-                              *(f"model.{variant}.{k}={v}" for k, v in widths(variant, args.widths).items()), *args.set])
+                              *(f"model.{variant}.{k}={v}" for k, v in widths(variant, args.widths).items()),
+                              *args.set])
 
 
 def widths(variant: str, which: str) -> dict:

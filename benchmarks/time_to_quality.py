@@ -114,7 +114,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ganzoo-ttq-") as workdir:
         base = load_config(None, ["data.source=mnist", f"data.root={common.SHARED_MNIST}", "data.download=false",
-                                  f"data.prepared_dir={workdir}/prepared", f"eval.classifier_dir={args.classifier_dir}"])
+                                  f"data.prepared_dir={workdir}/prepared",
+                                  f"eval.classifier_dir={args.classifier_dir}"])
         prep = stages.prepare(base)
         extractor, _, info = build_features("classifier", prep, base.eval, device)
         real = prep.tensors["x"][torch.randperm(prep.tensors["x"].shape[0],

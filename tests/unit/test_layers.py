@@ -8,7 +8,8 @@ import ast
 
 import pytest
 
-from tests.helpers import SRC, import_graph as graph
+from tests.helpers import SRC
+from tests.helpers import import_graph as graph
 
 # Lowest first; a module may import its own layer or lower ones. Matched by longest prefix.
 LAYERS = [
