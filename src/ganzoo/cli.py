@@ -93,7 +93,8 @@ def cmd_variants(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ganzoo", description="Every classic GAN, trained, judged, versioned, served.")
+    parser = argparse.ArgumentParser(prog="ganzoo",
+                                     description="Every classic GAN, trained, judged, versioned, served.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="prepare the dataset named by data.source")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -33,12 +33,12 @@ class DataConfig(_Section):
     # auto: the variant's embedded offline default (digits; digits_paired for pix2pix;
     # digits_unpaired for cyclegan/discogan), resolved by ganzoo.variants.registry.resolve.
     source: Literal[DATA_SOURCES] = "auto"  # type: ignore[valid-type]
-    root: Optional[str] = None
-    image_size: int = Field(32, ge=8, le=512)
-    channels: Optional[Literal[1, 3]] = None  # None keeps the source's channel count
+    root: str | None = None
+    image_size: int = Field(default=32, ge=8, le=512)
+    channels: Literal[1, 3] | None = None  # None keeps the source's channel count
     prepared_dir: str = "data/prepared"
     direction: Literal["AtoB", "BtoA"] = "AtoB"
-    limit: Optional[int] = Field(None, ge=1)  # keep only the first N images (quick runs)
+    limit: int | None = Field(default=None, ge=1)  # keep only the first N images (quick runs)
     download: bool = True
 
     @field_validator("image_size")
@@ -50,13 +50,13 @@ class DataConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: Optional[float] = Field(None, gt=0)  # None: the variant's paper default
-    lr_g: Optional[float] = Field(None, gt=0)  # per-network rates override lr
-    lr_d: Optional[float] = Field(None, gt=0)
-    checkpoint_every: int = Field(500, ge=1)
-    log_every: int = Field(50, ge=1)
+    steps: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float | None = Field(default=None, gt=0)  # None: the variant's paper default
+    lr_g: float | None = Field(default=None, gt=0)  # per-network rates override lr
+    lr_d: float | None = Field(default=None, gt=0)
+    checkpoint_every: int = Field(default=500, ge=1)
+    log_every: int = Field(default=50, ge=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out_dir: str = "checkpoints"
     metrics_dir: str = "metrics"
@@ -66,7 +66,7 @@ class TrainConfig(_Section):
     cuda_graphs: bool = False
     sync_batchnorm: bool = False
     progress: bool = True
-    threads: Optional[int] = Field(None, ge=1)  # CPU threads; None leaves torch's default
+    threads: int | None = Field(default=None, ge=1)  # CPU threads; None leaves torch's default
 
     @field_validator("amp", "channels_last", mode="before")
     @classmethod
@@ -84,25 +84,25 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    n_samples: int = Field(2000, ge=2)
+    n_samples: int = Field(default=2000, ge=2)
     seed: int = 1234
-    batch_size: int = Field(500, ge=1)
+    batch_size: int = Field(default=500, ge=1)
     features: Literal["classifier", "inception"] = "classifier"
-    inception_weights: Optional[str] = None
-    classifier_steps: int = Field(600, ge=1)
+    inception_weights: str | None = None
+    classifier_steps: int = Field(default=600, ge=1)
     classifier_dir: str = "data/classifier"
     out_dir: str = "eval"
-    kid_subset_size: int = Field(1000, ge=2)
-    pr_k: int = Field(3, ge=1)
+    kid_subset_size: int = Field(default=1000, ge=2)
+    pr_k: int = Field(default=3, ge=1)
 
 
 class TrackingConfig(_Section):
     enabled: bool = True
-    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = "ganzoo"
-    image_every: int = Field(500, ge=1)
-    log_every: int = Field(50, ge=1)
-    registered_name: Optional[str] = None  # None: ganzoo-<variant>-<source>
+    image_every: int = Field(default=500, ge=1)
+    log_every: int = Field(default=50, ge=1)
+    registered_name: str | None = None  # None: ganzoo-<variant>-<source>
 
 
 class Config(_Section):
@@ -115,7 +115,7 @@ class Config(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Set by ganzoo.variants.registry.resolve: the variant this config was resolved for (its
     # model section complete, data.source=auto replaced), so resolving again is free.
-    _resolved_for: Optional[str] = PrivateAttr(default=None)
+    _resolved_for: str | None = PrivateAttr(default=None)
 
 
 # --------------------------------------------------------------------------- loading

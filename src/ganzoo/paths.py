@@ -18,7 +18,7 @@ class RunPaths:
     eval_dir: Path  # <eval.out_dir>/<variant>/
 
     @classmethod
-    def of(cls, cfg: Config) -> "RunPaths":
+    def of(cls, cfg: Config) -> RunPaths:
         return cls(checkpoint_dir=Path(cfg.train.out_dir) / cfg.variant,
                    metrics_dir=Path(cfg.train.metrics_dir) / cfg.variant,
                    eval_dir=Path(cfg.eval.out_dir) / cfg.variant)

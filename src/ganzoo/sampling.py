@@ -7,6 +7,7 @@ is the caller's business (`ganzoo.stages`, `ganzoo.tracking.pyfunc`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +32,10 @@ def parse_labels(text: str | None, n: int, num_classes: int | None) -> torch.Ten
         raise ConfigError(f"--labels {text!r}: expected comma-separated class indices, e.g. --labels 0,1,2") from None
     if not values:
         raise ConfigError("--labels is empty; give class indices, e.g. --labels 0,1,2")
-    bad = [v for v in values if num_classes is not None and not 0 <= v < num_classes]
-    if bad:
-        raise ConfigError(f"--labels: {bad[0]} is out of range; classes are 0..{num_classes - 1}")
+    if num_classes is not None:
+        bad = [v for v in values if not 0 <= v < num_classes]
+        if bad:
+            raise ConfigError(f"--labels: {bad[0]} is out of range; classes are 0..{num_classes - 1}")
     return torch.tensor([values[i % len(values)] for i in range(n)], dtype=torch.long)
 
 
@@ -87,7 +89,8 @@ def write_samples(images: torch.Tensor, out: str | Path, labels: torch.Tensor | 
     """`.npz` with uint8 `images` (N, H, W, C) (+ `labels`), or a `.png` grid."""
     out = Path(out)
     if out.suffix == ".npz":
-        arrays = {"images": to_uint8(images).permute(0, 2, 3, 1).numpy()}
+        # Any: mypy checks **arrays against savez_compressed's `allow_pickle: bool` too
+        arrays: dict[str, Any] = {"images": to_uint8(images).permute(0, 2, 3, 1).numpy()}
         if labels is not None:
             arrays["labels"] = labels.numpy().astype(np.int64)
         atomic_write_bytes(out, lambda f: np.savez_compressed(f, **arrays))
@@ -144,6 +147,6 @@ def translate_files(variant, input: str | Path, out_dir: str | Path, direction: 
         chunk = files[i:i + TRANSLATE_BATCH]
         x = torch.stack([torch.from_numpy(read_image(p, channels, size)) for p in chunk])
         y = variant.translate(to_unit_range(x).to(variant.device), direction).float().cpu()
-        for p, img in zip(chunk, y):
+        for p, img in zip(chunk, y, strict=True):
             written.append(write_png(img, out / f"{p.stem}.png"))
     return written

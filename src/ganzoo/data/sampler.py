@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ganzoo.data.prepared import KIND_KEYS, Prepared
 from ganzoo.data.images import to_unit_range
+from ganzoo.data.prepared import KIND_KEYS, Prepared
 
 
 class DeviceBatches:
@@ -37,7 +37,8 @@ class DeviceBatches:
         self.generator.manual_seed(seed * 1000 + rank)
 
     def _draw(self, n: int) -> torch.Tensor:
-        return torch.randint(n, (self.batch_size * self.batches_per_step,), generator=self.generator, device=self.device)
+        return torch.randint(n, (self.batch_size * self.batches_per_step,), generator=self.generator,
+                             device=self.device)
 
     def next(self) -> dict[str, torch.Tensor]:
         t = self.tensors

@@ -135,7 +135,7 @@ def load_idx(data_cfg) -> RawImages:
     if not pairs and data_cfg.download:
         try:
             _download_idx(source, root)
-        except Exception as exc:  # offline, proxy, disk...: any failure means "files not here"
+        except Exception as exc:  # noqa: BLE001 -- offline, proxy, disk...: any failure means "files not here"
             download_error = f"; download failed ({_first_line(exc)})"
         pairs = _find_splits(dirs)
     if not pairs:
@@ -167,7 +167,7 @@ def load_cifar10(data_cfg) -> RawImages:
         root = root.parent
     try:
         ds = tvd.CIFAR10(str(root), train=True, download=data_cfg.download)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- missing, partial or offline: all mean "not loadable here"
         raise DataError(f"data.source=cifar10: cannot load CIFAR-10 from {root}/ ({_first_line(exc)}); set data.root "
                         "to the folder holding cifar-10-batches-py/, or data.download: true with internet") from None
     images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # NHWC -> NCHW

@@ -16,8 +16,8 @@ from collections import deque
 
 import torch
 
-from ganzoo.data.prepared import Prepared
 from ganzoo.data.images import to_unit_range
+from ganzoo.data.prepared import Prepared
 
 
 class StreamBatches:

@@ -29,8 +29,8 @@ Embedded defaults, built from scikit-learn's bundled digits (no network), 20% he
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -199,6 +199,7 @@ def build_unpaired_folder(data_cfg) -> Prepared:
 def _digits(data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
     raw = load_digits(data_cfg)
     x, y = raw.images, raw.labels
+    assert y is not None, "the embedded digits are labelled"
     if data_cfg.limit:
         x, y = x[:data_cfg.limit], y[:data_cfg.limit]
     return convert(x, data_cfg.image_size, 1), y

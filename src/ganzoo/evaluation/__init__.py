@@ -6,12 +6,30 @@ orchestration live elsewhere and call in here.
 """
 
 from ganzoo.evaluation.classifier import ClassifierError, SmallCNN, get_classifier, predict, train_classifier
-from ganzoo.evaluation.features import (ClassifierFeatures, FeatureError, InceptionFeatures, build_features,
-                                        inception_weights_path)
-from ganzoo.evaluation.metrics import (class_kl, compute_image_metrics, extract, fid, kid, mode_coverage,
-                                       modes_covered, precision_recall)
-from ganzoo.evaluation.sheets import (class_rows, interpolation_latents, interpolation_strip, save_class_sheet,
-                                      save_interpolation_strip)
+from ganzoo.evaluation.features import (
+    ClassifierFeatures,
+    FeatureError,
+    InceptionFeatures,
+    build_features,
+    inception_weights_path,
+)
+from ganzoo.evaluation.metrics import (
+    class_kl,
+    compute_image_metrics,
+    extract,
+    fid,
+    kid,
+    mode_coverage,
+    modes_covered,
+    precision_recall,
+)
+from ganzoo.evaluation.sheets import (
+    class_rows,
+    interpolation_latents,
+    interpolation_strip,
+    save_class_sheet,
+    save_interpolation_strip,
+)
 
 __all__ = [
     "ClassifierError", "SmallCNN", "get_classifier", "predict", "train_classifier",

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo.errors import ConfigError
-from ganzoo.data.prepared import Prepared, content_hash
 from ganzoo.data.images import as_unit_range, to_unit_range
+from ganzoo.data.prepared import Prepared, content_hash
+from ganzoo.errors import ConfigError
 from ganzoo.files import atomic_write_bytes
 
 CLASSIFIER_SEED = 0
@@ -102,7 +102,8 @@ def train_classifier(images_uint8: torch.Tensor, labels: torch.Tensor, num_class
                      augment: bool = True) -> tuple[SmallCNN, float]:
     """Train SmallCNN on uint8 NCHW images; returns (model in eval mode, held-out accuracy)."""
     if images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4:
-        raise ClassifierError(f"classifier expects uint8 NCHW images, got {images_uint8.dtype} {tuple(images_uint8.shape)}")
+        raise ClassifierError("classifier expects uint8 NCHW images, "
+                              f"got {images_uint8.dtype} {tuple(images_uint8.shape)}")
     labels = labels.long().cpu()
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -164,7 +165,7 @@ def _load(path: Path, device) -> tuple[SmallCNN, float] | None:
         ck = torch.load(path, weights_only=True, map_location="cpu")
         model = SmallCNN(**ck["arch"])
         model.load_state_dict(ck["state_dict"])
-    except Exception:  # a stale or corrupt cache is retrained, never trusted
+    except Exception:  # noqa: BLE001 -- a stale or corrupt cache is retrained, never trusted
         return None
     return model.to(device).eval(), float(ck["accuracy"])
 

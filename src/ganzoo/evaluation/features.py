@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganzoo.errors import ConfigError
-from ganzoo.data.prepared import Prepared
 from ganzoo.data.images import as_unit_range, to_uint8
-from ganzoo.evaluation.classifier import ClassifierError, get_classifier
+from ganzoo.data.prepared import Prepared
+from ganzoo.errors import ConfigError
+from ganzoo.evaluation.classifier import ClassifierError, SmallCNN, get_classifier
 
 # torch-fidelity's FID Inception weights; torch.hub caches downloads under <hub>/checkpoints/.
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -32,14 +32,14 @@ class FeatureError(ConfigError):
 class _FrozenExtractor(nn.Module):
     """Always in eval mode and without gradients, whatever the caller does with .train()."""
 
-    def train(self, mode: bool = True) -> "_FrozenExtractor":
+    def train(self, mode: bool = True) -> _FrozenExtractor:
         return super().train(False)
 
 
 class ClassifierFeatures(_FrozenExtractor):
     """Penultimate embedding of the dataset's own classifier (see classifier.py)."""
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(self, classifier: SmallCNN):
         super().__init__()
         self.classifier = classifier
         self.num_features = int(classifier.num_features)
@@ -110,7 +110,7 @@ def build_features(kind: str, prep: Prepared, eval_cfg, device: str | torch.devi
                                    "feature_dim": ext.num_features}
     if kind == "inception":
         path = inception_weights_path(eval_cfg)
-        ext = InceptionFeatures(path).to(device)
-        return ext, "inception", {"features": "inception", "inception_weights": str(path),
-                                  "feature_dim": ext.num_features}
+        inception = InceptionFeatures(path).to(device)
+        return inception, "inception", {"features": "inception", "inception_weights": str(path),
+                                        "feature_dim": inception.num_features}
     raise FeatureError(f"unknown eval.features {kind!r}; valid: classifier, inception")

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ganzoo.config import Config
 from ganzoo.data.prepared import Prepared, load_prepared, prepared_path
 from ganzoo.errors import ConfigError
-from ganzoo.files import atomic_write_text
-from ganzoo.paths import RunPaths
-from ganzoo.sampling import generate
 from ganzoo.evaluation import sheets
 from ganzoo.evaluation.classifier import ClassifierError, get_classifier, predict
 from ganzoo.evaluation.features import build_features
 from ganzoo.evaluation.metrics import compute_image_metrics
+from ganzoo.files import atomic_write_text
+from ganzoo.paths import RunPaths
+from ganzoo.sampling import generate
 from ganzoo.training.checkpoint import load_variant
 from ganzoo.training.device import resolve_device
 
@@ -110,15 +111,17 @@ def evaluate_synthesis(cfg: Config, variant, prep: Prepared, device, out: Path) 
         classifier, acc = get_classifier(prep, ev, device)
         info["classifier_accuracy"] = acc
     num_classes = prep.num_classes
-    metrics = compute_image_metrics(
+    metrics: dict[str, Any] = compute_image_metrics(
         extractor, real, fake, batch_size=ev.batch_size, suffix=suffix, classifier=classifier,
         num_classes=num_classes, kid_subset_size=min(ev.kid_subset_size, len(real), len(fake)),
         pr_k=ev.pr_k, seed=ev.seed)
     metrics.update({k: v for k, v in info.items() if isinstance(v, (int, float))})
     metrics["primary_metric"] = f"fid_{suffix}"
     if classifier is not None and variant.takes_labels:
+        assert num_classes is not None, "labelled data names its classes"
         metrics.update(conditional_metrics(variant, classifier, num_classes, ev.n_samples, ev.seed))
     if classifier is not None and variant.takes_codes:
+        assert num_classes is not None, "labelled data names its classes"
         metrics.update(infogan_metrics(variant, classifier, num_classes, ev.n_samples, ev.seed))
     synthesis_sheets(variant, out / "sheets", ev.seed, num_classes)
     return metrics

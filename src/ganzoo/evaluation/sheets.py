@@ -11,7 +11,6 @@ import torch
 
 from ganzoo.data.images import save_grid
 
-
 # --------------------------------------------------------------------------- arrangements
 
 def class_rows(images_by_class: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, int]:

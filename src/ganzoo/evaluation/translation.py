@@ -12,16 +12,16 @@ All pixel metrics work on images scaled to [0, 1]:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
+from ganzoo.data.images import as_unit_range, save_grid, to_unit_range
 from ganzoo.data.prepared import Prepared
-from ganzoo.data.images import as_unit_range, to_unit_range
+from ganzoo.evaluation.classifier import SmallCNN
 from ganzoo.evaluation.metrics import fid
-from ganzoo.data.images import save_grid
 
 BATCH = 256
 
@@ -59,7 +59,7 @@ def _classifier_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def translation_metrics(variant, prep: Prepared, classifier: nn.Module | None = None,
+def translation_metrics(variant, prep: Prepared, classifier: SmallCNN | None = None,
                         feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
     """Flat dict of metrics (see module docstring). `classifier` maps [-1, 1] images to class
     logits (domain B classes); its `features` serve as `feature_fn` when none is given."""

@@ -43,7 +43,9 @@ class _UNetLevel(nn.Module):
         self.outermost = out_channels is not None
         bias = norm != "batch"  # a following batch norm makes the bias redundant
         up_in = inner if sub is None else inner * 2  # sub's output carries its skip too
-        if self.outermost:
+        layers: list[nn.Module]
+        if out_channels is not None:  # self.outermost
+            assert in_channels is not None and sub is not None, "the outermost level takes in_channels and a sub-level"
             layers = [nn.Conv2d(in_channels, inner, 4, 2, 1, bias=bias), sub,
                       nn.ReLU(True), nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1), nn.Tanh()]
         else:

@@ -31,7 +31,8 @@ import PIL
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.pyfunc import PythonModel
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 from ganzoo.data.images import decode_image, png_bytes, to_unit_range
 from ganzoo.errors import ConfigError, GanzooError
@@ -68,7 +69,7 @@ def decode_png(text: str, shape: tuple[int, int, int]) -> torch.Tensor:
 def input_schema(variant) -> Schema:
     if variant.translates:
         return Schema([ColSpec("string", "image"), ColSpec("string", "direction", required=False)])
-    cols = [ColSpec("long", "n", required=False), ColSpec("long", "seed", required=False)]
+    cols: list[ColSpec | TensorSpec] = [ColSpec("long", "n", required=False), ColSpec("long", "seed", required=False)]
     if variant.takes_labels:
         cols.append(ColSpec("long", "label", required=False))
     if variant.takes_codes:
@@ -94,7 +95,7 @@ def _present(value) -> bool:
     return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
 
 
-class GeneratorModel(mlflow.pyfunc.PythonModel):
+class GeneratorModel(PythonModel):
     """Loads the checkpoint artifact with `ganzoo.training.checkpoint.load_variant`."""
 
     def load_context(self, context):

@@ -8,8 +8,8 @@ import torch
 from torchvision.utils import make_grid
 
 from ganzoo.config import Config
-from ganzoo.data.prepared import prepared_path
 from ganzoo.data.images import to_uint8, to_unit_range
+from ganzoo.data.prepared import prepared_path
 
 SHEET_SEED = 1234
 SHEET_SIZE = 64
@@ -42,6 +42,7 @@ def sample_sheet(variant, inputs: dict[str, torch.Tensor] | None = None) -> np.n
     variants, rows of inputs, translations and targets (where paired)."""
     with variant.sampling():
         if variant.translates:
+            assert inputs is not None, "translation sheets show inputs (see translation_inputs)"
             x = to_unit_range(inputs["a"]).to(variant.device)
             rows = [x, variant.translate(x, "AtoB").float()]
             if "b" in inputs:

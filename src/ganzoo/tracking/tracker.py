@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ganzoo.config import Config, flatten
 from ganzoo.paths import RunPaths
@@ -69,6 +70,13 @@ class Tracker(NullTracker):
     def active(self) -> bool:  # type: ignore[override]
         return self.client is not None
 
+    @property
+    def api(self) -> Any:  # an MlflowClient (mlflow is imported lazily)
+        """The MLflow client, for tracking actions: they run through `_safely`, which calls them
+        only while the tracker is active, so the client is there."""
+        assert self.client is not None, "a tracking action ran outside _safely"
+        return self.client
+
     def _fail(self, what: str) -> None:
         self.client = None
         if not self._warned:
@@ -94,21 +102,21 @@ class Tracker(NullTracker):
     def _new_run(self, cfg: Config, extra_tags: dict | None = None) -> str:
         from mlflow.entities import Param
 
-        run = self.client.create_run(self.experiment_id, run_name=store.run_name(cfg),
-                                     tags={**store.run_tags(cfg), **(extra_tags or {})})
+        run = self.api.create_run(self.experiment_id, run_name=store.run_name(cfg),
+                                  tags={**store.run_tags(cfg), **(extra_tags or {})})
         self._log_params(run.info.run_id, [Param(k, str(v)) for k, v in flatten(cfg.model_dump(mode="json")).items()])
         return run.info.run_id
 
     def _log_params(self, run_id: str, params: list) -> None:
         for i in range(0, len(params), _BATCH_PARAMS):
-            self.client.log_batch(run_id, params=params[i:i + _BATCH_PARAMS])
+            self.api.log_batch(run_id, params=params[i:i + _BATCH_PARAMS])
 
     def _resume_run(self, run_id: str, cfg: Config, start_step: int) -> None:
         """Log params that a resumable change (train.steps...) altered as tags: MLflow params
         are immutable."""
         from mlflow.entities import Param, RunTag
 
-        logged = self.client.get_run(run_id).data.params
+        logged = self.api.get_run(run_id).data.params
         new, changed = [], []
         for k, v in flatten(cfg.model_dump(mode="json")).items():
             if k not in logged:
@@ -118,14 +126,14 @@ class Tracker(NullTracker):
         changed.append(RunTag("ganzoo.resumed_from_step", str(start_step)))
         self._log_params(run_id, new)
         for i in range(0, len(changed), _BATCH_PARAMS):
-            self.client.log_batch(run_id, tags=changed[i:i + _BATCH_PARAMS])
-        self.client.update_run(run_id, status="RUNNING")
+            self.api.log_batch(run_id, tags=changed[i:i + _BATCH_PARAMS])
+        self.api.update_run(run_id, status="RUNNING")
 
     def _log_metrics(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         ts = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, ts, step) for k, v in values.items()])
+        self.api.log_batch(self.run_id, metrics=[Metric(k, v, ts, step) for k, v in values.items()])
 
     def training_hooks(self) -> Hooks:
         return _TrainingHooks(self)
@@ -137,7 +145,7 @@ class Tracker(NullTracker):
     def _log_evaluation(self, checkpoint_path: Path, metrics: dict, eval_dir: Path) -> None:
         from mlflow.entities import RunTag
 
-        run_id, side = store.sidecar_run(self.client, self.uri, checkpoint_path)
+        run_id, side = store.sidecar_run(self.api, self.uri, checkpoint_path)
         own_run = run_id is None  # no training run in this store: evaluation gets its own
         if own_run:
             run_id = self._new_run(self.cfg, {"ganzoo.checkpoint": str(checkpoint_path), "ganzoo.stage": "evaluate"})
@@ -148,18 +156,18 @@ class Tracker(NullTracker):
         self._log_metrics({f"eval/{k}": v for k, v in store.numeric_metrics(metrics).items()}, step)
         described = [RunTag(f"eval.{k}", str(v)) for k, v in metrics.items()
                      if k in store.EVAL_SETTINGS or isinstance(v, (str, bool))]
-        self.client.log_batch(run_id, tags=described[:_BATCH_PARAMS])
+        self.api.log_batch(run_id, tags=described[:_BATCH_PARAMS])
         if eval_dir.is_dir():
             for f in sorted(eval_dir.rglob("*")):
                 if f.is_file() and f.suffix.lower() in (".png", ".json", ".csv"):
                     rel = f.parent.relative_to(eval_dir).as_posix()
-                    self.client.log_artifact(run_id, str(f), "eval" if rel == "." else f"eval/{rel}")
+                    self.api.log_artifact(run_id, str(f), "eval" if rel == "." else f"eval/{rel}")
         if own_run:
-            self.client.set_terminated(run_id, "FINISHED")
+            self.api.set_terminated(run_id, "FINISHED")
 
     def close(self) -> None:
         if self.active and self.run_id and not self.finished and self._training:
-            self._safely(self.client.set_terminated, self.run_id, "FAILED")
+            self._safely(self.api.set_terminated, self.run_id, "FAILED")
 
 
 class _TrainingHooks(Hooks):
@@ -228,8 +236,9 @@ class _TrainingHooks(Hooks):
 
     def _image(self, step: int) -> None:
         self.last_image = step
-        self.t.client.log_image(self.t.run_id, sheets.sample_sheet(self.variant, self.inputs),
-                                key="samples", step=step)
+        client = self.t.client
+        assert client is not None, "run through the tracker's _safely, only while it is active"
+        client.log_image(self.t.run_id, sheets.sample_sheet(self.variant, self.inputs), key="samples", step=step)
 
     def on_checkpoint(self, step, path):
         if self.t.active:
@@ -244,14 +253,15 @@ class _TrainingHooks(Hooks):
         self.t._safely(self._end, step, Path(path))
 
     def _end(self, step: int, path: Path) -> None:
-        t = self.t
+        t, client = self.t, self.t.client
+        assert client is not None, "run through the tracker's _safely, only while it is active"
         if path.is_file():
-            t.client.log_artifact(t.run_id, str(path), "checkpoint")
+            client.log_artifact(t.run_id, str(path), "checkpoint")
         history = self.paths.history
         if history.is_file():
-            t.client.log_artifact(t.run_id, str(history), "metrics")
+            client.log_artifact(t.run_id, str(history), "metrics")
         self._write_sidecar(step, path)
-        t.client.set_terminated(t.run_id, "FINISHED")
+        client.set_terminated(t.run_id, "FINISHED")
         t.finished = True
 
 

@@ -37,7 +37,7 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise ConfigError(f"checkpoint {str(p)!r} not found; train first (`ganzoo train`) or pass an existing .pt file")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated or foreign file
+    except Exception as exc:  # noqa: BLE001 -- truncated or foreign file: torch/pickle raise many kinds
         raise ConfigError(f"checkpoint {str(p)!r} is unreadable ({type(exc).__name__}); "
                           "it is not a ganzoo checkpoint or it is corrupt") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state" not in ckpt:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import random
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 

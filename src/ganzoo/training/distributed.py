@@ -124,7 +124,7 @@ def _average_grads_hook(world: int):
             flat = _flatten_dense_tensors(same)
             dist.all_reduce(flat)  # SUM: gloo has no AVG
             flat.div_(world)
-            for gr, avg in zip(same, _unflatten_dense_tensors(flat, same)):
+            for gr, avg in zip(same, _unflatten_dense_tensors(flat, same), strict=True):
                 gr.copy_(avg)
     return hook
 

@@ -21,6 +21,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -33,12 +34,18 @@ from ganzoo.files import atomic_write_text
 from ganzoo.paths import RunPaths
 from ganzoo.training import distributed
 from ganzoo.training.checkpoint import save_checkpoint
-from ganzoo.training.device import (make_train_step, resolve_device, rng_state, seed_everything,
-                                    set_rng_state, use_channels_last)
+from ganzoo.training.device import (
+    make_train_step,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    use_channels_last,
+)
 from ganzoo.training.hooks import Hooks, Progress
 from ganzoo.training.resume import checkpoint_to_resume, rank_state
 from ganzoo.variants import registry
-from ganzoo.variants.base import DataSpec, Variant
+from ganzoo.variants.base import DataSpec
 
 
 @dataclass
@@ -51,7 +58,8 @@ class TrainResult:
 
 def data_spec(prep: Prepared) -> DataSpec:
     m = prep.manifest
-    shape_b = tuple(prep.tensors["b"].shape[1:]) if "b" in prep.tensors else None
+    # Prepared images are NCHW, so the shape after N is (C, H, W).
+    shape_b = cast("tuple[int, int, int]", tuple(prep.tensors["b"].shape[1:])) if "b" in prep.tensors else None
     return DataSpec(kind=prep.kind, image_shape=prep.image_shape, num_classes=prep.num_classes,
                     classes=m.get("classes"), image_shape_b=shape_b,
                     content_hash=m.get("content_hash"), source=m.get("source"))
@@ -63,7 +71,8 @@ def check_data_fits(variant_cls, prep: Prepared, cfg: Config) -> None:
     if need == "labelled":
         if have != "images" or "y" not in prep.tensors:
             raise ConfigError(f"variant {cfg.variant!r} needs labelled images but data.source="
-                              f"{cfg.data.source!r} has no labels; use digits, mnist, cifar10 or a folder with class sub-folders")
+                              f"{cfg.data.source!r} has no labels; use digits, mnist, cifar10 "
+                              "or a folder with class sub-folders")
     elif need in ("paired", "unpaired"):
         if have not in ("paired", "unpaired") or (need == "paired" and have != "paired"):
             hint = "digits_paired or paired_folder" if need == "paired" else "digits_unpaired or unpaired_folder"
@@ -178,7 +187,7 @@ class _Run:
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                 n = max(1, step - (self.history[-1]["step"] if self.history else 0))
                 means = distributed.mean_over_ranks(torch.stack(list(self.acc.values())).div(n), ctx)
-                values = dict(zip(self.acc, means.tolist()))  # the one host sync
+                values = dict(zip(self.acc, means.tolist(), strict=True))  # the one host sync
                 self.acc = {}
                 ips = window_steps * images_per_step / max(time.perf_counter() - window_start, 1e-9)
                 self.history.append({"step": step, **values})

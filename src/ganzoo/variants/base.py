@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,11 +33,16 @@ class DataSpec(BaseModel):
 
     kind: str = "images"
     image_shape: tuple[int, int, int]
-    num_classes: Optional[int] = None
-    classes: Optional[list[str]] = None
-    image_shape_b: Optional[tuple[int, int, int]] = None  # translation: target domain
-    content_hash: Optional[str] = None
-    source: Optional[str] = None
+    num_classes: int | None = None
+    classes: list[str] | None = None
+    image_shape_b: tuple[int, int, int] | None = None  # translation: target domain
+    content_hash: str | None = None
+    source: str | None = None
+
+
+# Inside `Variant`, `HParams` names the class attribute (each variant's own model), so annotations
+# there refer to the base model by this name.
+BaseHParams = HParams
 
 
 class Variant(ABC):
@@ -45,7 +50,7 @@ class Variant(ABC):
     # Identity and data: the registry, `ganzoo variants` and `prepare` read these.
     name: ClassVar[str]
     description: ClassVar[str] = ""  # one line for `ganzoo variants`
-    HParams: ClassVar[type[HParams]] = HParams  # the paper's defaults; params.yaml's model.<name>
+    HParams: ClassVar[type[BaseHParams]] = HParams  # the paper's defaults; params.yaml's model.<name>
     data_kind: ClassVar[str] = "images"  # images | labelled | paired | unpaired
     default_source: ClassVar[str] = "digits"  # what data.source=auto means for this variant
     # What it generates from: sampling, evaluation and the served model read these.
@@ -56,7 +61,7 @@ class Variant(ABC):
     uniform_noise: ClassVar[bool] = False  # latent prior: N(0, 1) unless the paper says Uniform(-1, 1)
     # How the loop may run it (training.device reads these).
     double_backward_nets: ClassVar[tuple[str, ...]] = ()  # nets differentiated twice: train.compile leaves them eager
-    supports_cuda_graphs: ClassVar[Optional[bool]] = None  # None: decided from schedulers / extra_state
+    supports_cuda_graphs: ClassVar[bool | None] = None  # None: decided from schedulers / extra_state
 
     @property
     def batches_per_step(self) -> int:
@@ -66,12 +71,14 @@ class Variant(ABC):
         return 1
 
     @property
-    def latent_dim(self) -> Optional[int]:
+    def latent_dim(self) -> int | None:
         """Size of the noise vector `decode` maps to an image; None for translation variants."""
         return None
 
-    def __init__(self, hp: HParams, data: DataSpec, device: torch.device, train_cfg=None):
-        self.hp = hp
+    def __init__(self, hp: BaseHParams, data: DataSpec, device: torch.device, train_cfg=None):
+        # Any: each variant reads its own HParams subclass's fields (z_dim, ngf...), validated by
+        # pydantic; typing them per variant would take a generic Variant[P].
+        self.hp: Any = hp
         self.data = data
         self.device = torch.device(device)
         self.train_cfg = train_cfg
@@ -91,7 +98,8 @@ class Variant(ABC):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One training step in the paper's update order; returns detached loss tensors."""
 
-    def decode(self, z: torch.Tensor, labels=None, codes=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels=None, codes=None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Noise vectors (N, latent_dim) -> N images in [-1, 1]; labels/codes fix the condition
         (drawn from `generator` when not given). Interpolation sheets walk z through this."""
         raise NotImplementedError(f"{self.name} does not generate from noise; use `ganzoo translate`")
@@ -140,8 +148,8 @@ class Variant(ABC):
         try:
             yield
         finally:
-            for m, fl in zip(modules, flags):
-                for p, f in zip(m.parameters(), fl):
+            for m, fl in zip(modules, flags, strict=True):
+                for p, f in zip(m.parameters(), fl, strict=True):
                     p.requires_grad_(f)
 
     @staticmethod
@@ -169,12 +177,12 @@ class Variant(ABC):
                 for k, net in self.nets.items():
                     net.train(modes[k])
 
-    def train(self, mode: bool = True) -> "Variant":
+    def train(self, mode: bool = True) -> Variant:
         for net in self.nets.values():
             net.train(mode)
         return self
 
-    def eval(self) -> "Variant":
+    def eval(self) -> Variant:
         return self.train(False)
 
     # ------------------------------------------------------------------ state
@@ -182,7 +190,7 @@ class Variant(ABC):
         """Variant state beyond nets/optimizers (BEGAN's k_t, CycleGAN's image pools...)."""
         return {}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict) -> None:  # noqa: B027 -- optional hook: most variants keep no extra state
         pass
 
     def state_dict(self) -> dict:

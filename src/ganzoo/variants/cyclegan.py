@@ -8,7 +8,7 @@ code, both generators share one optimizer and both discriminators another.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,13 +24,14 @@ from ganzoo.variants.translation import TwoWayTranslator
 class CycleGANParams(HParams):
     ngf: int = Field(64, ge=4)
     ndf: int = Field(64, ge=4)
-    n_blocks: Optional[int] = Field(None, ge=1, description="ResNet blocks; None: 6 below 256 px, 9 from 256 (paper)")
+    n_blocks: int | None = Field(None, ge=1, description="ResNet blocks; None: 6 below 256 px, 9 from 256 (paper)")
     n_layers: int = Field(3, ge=1, description="PatchGAN stride-2 layers (3: 70x70 patches)")
     norm: Literal["instance", "batch"] = "instance"
     lambda_cycle: float = Field(10.0, ge=0)
     lambda_identity: float = Field(0.5, ge=0, description="identity weight as a fraction of lambda_cycle")
     pool_size: int = Field(50, ge=0)
-    decay_start: float = Field(0.5, ge=0, le=1, description="fraction of train.steps before the LR decays linearly to 0")
+    decay_start: float = Field(0.5, ge=0, le=1,
+                               description="fraction of train.steps before the LR decays linearly to 0")
 
 
 class CycleGAN(TwoWayTranslator):

@@ -3,10 +3,12 @@ LeakyReLU(0.2) in D, Tanh output, Adam lr 2e-4 betas (0.5, 0.999), N(0, 0.02) in
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from ganzoo.variants.base import HParams
+from ganzoo.variants.base import BaseHParams, HParams
 from ganzoo.variants.gan import GAN
 
 
@@ -21,7 +23,7 @@ class DCGAN(GAN):
 
     name = "dcgan"
     description = "strided convolutions, batch norm, BCE, Adam 2e-4 (0.5, 0.999), N(0, 0.02) init"
-    HParams = DCGANParams
+    HParams: ClassVar[type[BaseHParams]] = DCGANParams  # widened: subclasses bring their own params
 
     def build(self) -> None:
         hp = self.hp

@@ -3,11 +3,13 @@ step and one G step, with the non-saturating generator loss the paper recommends
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from ganzoo.losses import d_loss, g_loss
 from ganzoo.nets.blocks import MLPDiscriminator, MLPGenerator
-from ganzoo.variants.base import HParams, Variant
+from ganzoo.variants.base import BaseHParams, HParams, Variant
 
 
 class GANParams(HParams):
@@ -19,7 +21,7 @@ class GANParams(HParams):
 class GAN(Variant):
     name = "gan"
     description = "MLP generator and discriminator, BCE with the non-saturating generator loss"
-    HParams = GANParams
+    HParams: ClassVar[type[BaseHParams]] = GANParams  # widened: subclasses bring their own params
 
     def build(self) -> None:
         hp, shape = self.hp, self.data.image_shape

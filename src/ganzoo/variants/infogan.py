@@ -23,7 +23,8 @@ from ganzoo.errors import ConfigError
 from ganzoo.losses import d_loss, g_loss, info_loss
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from ganzoo.nets.conditional import QHead
-from ganzoo.nets.infogan_mnist import LEAK as MNIST_LEAK, MNISTInfoDiscriminator, MNISTInfoGenerator
+from ganzoo.nets.infogan_mnist import LEAK as MNIST_LEAK
+from ganzoo.nets.infogan_mnist import MNISTInfoDiscriminator, MNISTInfoGenerator
 from ganzoo.variants.base import Alternating, HParams
 
 
@@ -68,6 +69,8 @@ class InfoGAN(Alternating):
         hp = self.hp
         c, s, _ = self.data.image_shape
         g_in = hp.z_dim + hp.n_cat + hp.n_cont
+        d: MNISTInfoDiscriminator | DCGANDiscriminator
+        g: MNISTInfoGenerator | DCGANGenerator
         if hp.arch == "mnist":
             if s % 4:
                 raise ConfigError(f"model.infogan.arch=mnist needs an image size divisible by 4, got {s}; "

@@ -16,6 +16,7 @@ from ganzoo.nets.translation import PatchDiscriminator, UNetGenerator, init_norm
 from ganzoo.variants.base import HParams, Variant
 from ganzoo.variants.translation import check_direction
 
+
 class Pix2PixParams(HParams):
     ngf: int = Field(64, ge=4)
     ndf: int = Field(64, ge=4)

@@ -32,7 +32,8 @@ def names() -> list[str]:
 
 def get_variant(name: str) -> type[Variant]:
     if name not in REGISTRY:
-        raise ConfigError(f"variant {name!r} is unknown{suggest(name, names()).replace('valid keys', 'registered variants')}")
+        hint = suggest(name, names()).replace("valid keys", "registered variants")
+        raise ConfigError(f"variant {name!r} is unknown{hint}")
     module, _, cls = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 

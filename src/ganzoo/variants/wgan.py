@@ -11,14 +11,14 @@ and are not done here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
 
 from ganzoo.losses import clip_weights, critic_batches, d_loss, g_loss
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
-from ganzoo.variants.base import Alternating, HParams
+from ganzoo.variants.base import Alternating, BaseHParams, HParams
 
 
 class WGANParams(HParams):
@@ -34,7 +34,7 @@ class WGANParams(HParams):
 class WGAN(Alternating):
     name = "wgan"
     description = "critic without sigmoid, weight clipping after every critic step, n_critic 5, RMSprop"
-    HParams = WGANParams
+    HParams: ClassVar[type[BaseHParams]] = WGANParams  # widened: subclasses bring their own params
 
     @property
     def batches_per_step(self) -> int:
