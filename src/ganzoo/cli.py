@@ -37,8 +37,12 @@ def cmd_train(args) -> int:
     if distributed.env_rank_world()[0] != 0:
         return 0
     last = result.history[-1] if result.history else {}
-    losses = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "step")
+    losses = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "step" and not k.startswith("probe_"))
     print(f"trained {cfg.variant} to step {result.steps} -> {result.checkpoint}  {losses}")
+    if result.best is not None:
+        print(f"best in-loop evaluation at step {result.best_step} -> {result.best}")
+    if result.stop_reason:
+        print(result.stop_reason)
     return 0
 
 
@@ -70,7 +74,7 @@ def cmd_sample(args) -> int:
     from ganzoo import stages
 
     done = stages.sample(args.checkpoint, args.n, args.out, labels=args.labels, codes=args.codes,
-                         seed=args.seed, device=args.device)
+                         seed=args.seed, device=args.device, cfg=_config(args))
     print(f"wrote {done['n']} samples from {done['variant']} to {done['out']}")
     return 0
 
@@ -116,17 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics and sample sheets for a checkpoint")
     add_arguments(p)
-    p.add_argument("--checkpoint", default=None, help="default: checkpoints/<variant>/last.pt")
+    p.add_argument("--checkpoint", default=None,
+                   help="a path, last, best, or auto (default): best.pt when the monitor kept one, else last.pt")
     p.add_argument("--no-track", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("register", help="register the generator in MLflow; champion only if better")
     add_arguments(p)
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", default=None, help="as for evaluate: a path, last, best or auto (default)")
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("sample", help="generate images from a checkpoint or models:/NAME@alias")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a .pt path, best / last (of the params' run), or models:/NAME@alias")
+    add_arguments(p)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True, help="FILE.npz (uint8 images N,H,W,C [+labels]) or FILE.png (grid)")
     p.add_argument("--labels", default=None, help="class per sample, comma-separated, repeated to fill --n (cgan)")

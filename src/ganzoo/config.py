@@ -105,6 +105,20 @@ class TrackingConfig(_Section):
     registered_name: str | None = None  # None: ganzoo-<variant>-<source>
 
 
+class MonitorConfig(_Section):
+    """In-loop health (ganzoo.evaluation.monitor): every eval_every steps a fixed probe set is
+    scored in the evaluation classifier's feature space; it never changes what is trained."""
+
+    eval_every: int = Field(default=200, ge=0)  # 0: off
+    n_probe: int = Field(default=500, ge=16)  # probe samples (fixed z / labels / codes)
+    seed: int = 4321  # the probe's noise: the same samples at every evaluation and across resumes
+    coverage_alarm: float = Field(default=0.7, ge=0, le=1)  # alarm when fewer classes hold >= 2% of samples
+    entropy_alarm: float = Field(default=0.6, ge=0, le=1)  # alarm when class entropy falls below this x its best
+    stop_on_alarm: bool = False  # a collapse alarm ends the run (after writing the checkpoint)
+    patience: int = Field(default=0, ge=0)  # early stopping: evaluations without a better primary metric; 0 off
+    keep_best: bool = True  # write best.pt beside last.pt at every new best
+
+
 class Config(_Section):
     variant: str = "dcgan"
     seed: int = 0
@@ -113,6 +127,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     # Set by ganzoo.variants.registry.resolve: the variant this config was resolved for (its
     # model section complete, data.source=auto replaced), so resolving again is free.
     _resolved_for: str | None = PrivateAttr(default=None)

@@ -29,6 +29,11 @@ class RunPaths:
         return self.checkpoint_dir / "last.pt"
 
     @property
+    def best(self) -> Path:
+        """The checkpoint of the best in-loop evaluation (monitor.keep_best)."""
+        return self.checkpoint_dir / "best.pt"
+
+    @property
     def sidecar(self) -> Path:
         return self.checkpoint_dir / SIDECAR
 

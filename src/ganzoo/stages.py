@@ -38,11 +38,19 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None):
     cfg = registry.resolve(cfg)
     prep = load_data(cfg)
     hooks = []
-    tracker = _tracker(cfg, track) if env_rank_world()[0] == 0 else None  # one MLflow run, from rank 0
+    rank0 = env_rank_world()[0] == 0
+    tracker = _tracker(cfg, track) if rank0 else None  # one MLflow run, from rank 0
     if tracker is not None:
         hooks.append(tracker.training_hooks())
+    monitor = None
+    if rank0:
+        from ganzoo.evaluation.monitor import build_monitor
+        from ganzoo.training.device import resolve_device
+
+        monitor, what = build_monitor(cfg, prep, resolve_device(cfg.train.device))
+        print(f"[ganzoo] {what}", flush=True)
     try:
-        return train_loop(cfg, prep, resume=resume, hooks=hooks)
+        return train_loop(cfg, prep, resume=resume, hooks=hooks, monitor=monitor)
     finally:
         if tracker is not None:
             tracker.close()
@@ -68,8 +76,26 @@ def fit_classifier(cfg: Config) -> dict:
     return {"path": str(path), "heldout_accuracy": acc}
 
 
-def checkpoint_path(cfg: Config) -> Path:
-    return RunPaths.of(cfg).last
+def checkpoint_path(cfg: Config, which: str | Path | None = None) -> Path:
+    """`--checkpoint`: a path, `last`, `best`, or None/`auto`: best.pt when the monitor kept one for
+    the run that wrote last.pt, else last.pt."""
+    from ganzoo.training.checkpoint import read_checkpoint
+
+    paths = RunPaths.of(cfg)
+    if which not in (None, "auto", "last", "best"):
+        return Path(which)
+    if which == "last":
+        return paths.last
+    if which == "best":
+        if not paths.best.exists():
+            raise ConfigError(f"no {paths.best}: best.pt is written by the training monitor (monitor.eval_every > 0 "
+                              f"and monitor.keep_best); train with it on, or pass --checkpoint last")
+        return paths.best
+    if paths.best.exists() and paths.last.exists():
+        best, last = read_checkpoint(paths.best), read_checkpoint(paths.last)
+        if best["config"] == last["config"] and best["step"] <= last["step"]:  # not a stale best of another run
+            return paths.best
+    return paths.last
 
 
 def evaluate(cfg: Config, checkpoint: str | Path | None = None, track: bool | None = None) -> dict:
@@ -78,7 +104,8 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, track: bool | No
 
     cfg = registry.resolve(cfg)
     paths = RunPaths.of(cfg)
-    ckpt = Path(checkpoint) if checkpoint else paths.last
+    ckpt = checkpoint_path(cfg, checkpoint)
+    print(f"[ganzoo] evaluating {ckpt}", flush=True)
     metrics = evaluate_checkpoint(cfg, ckpt)
     tracker = _tracker(cfg, track)
     if tracker is not None:
@@ -95,7 +122,8 @@ def register(cfg: Config, checkpoint: str | Path | None = None) -> dict:
 
     cfg = registry.resolve(cfg)
     paths = RunPaths.of(cfg)
-    ckpt = Path(checkpoint) if checkpoint else paths.last
+    ckpt = checkpoint_path(cfg, checkpoint)
+    print(f"[ganzoo] registering {ckpt}", flush=True)
     if not paths.metrics.exists():
         raise ConfigError(f"no metrics at {paths.metrics}; run `ganzoo evaluate` before `ganzoo register`")
     return register_checkpoint(cfg, ckpt, json.loads(paths.metrics.read_text()))
@@ -117,10 +145,13 @@ def load_generator(ref: str | Path, device: str = "cpu"):
 
 
 def sample(ref: str | Path, n: int, out: str | Path, *, labels: str | None = None, codes: str | None = None,
-           seed: int = 0, device: str = "cpu") -> dict:
-    """`ganzoo sample`: n images from a checkpoint or model URI -> `.npz` arrays or a `.png` grid."""
+           seed: int = 0, device: str = "cpu", cfg: Config | None = None) -> dict:
+    """`ganzoo sample`: n images from a checkpoint (a path, or `best`/`last` of cfg's run) or a
+    model URI -> `.npz` arrays or a `.png` grid."""
     if n < 1:
         raise ConfigError(f"--n {n}: ask for at least one image")
+    if str(ref) in ("best", "last", "auto"):
+        ref = checkpoint_path(registry.resolve(cfg or Config()), str(ref))
     variant = load_generator(ref, device=device)
     label_tensor = sampling.parse_labels(labels, n, variant.data.num_classes)
     images = sampling.generate(variant, n, seed=seed, labels=label_tensor, codes=sampling.parse_codes(codes))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ganzoo.config import Config
+    from ganzoo.training.monitor import Health
     from ganzoo.variants.base import Variant
 
 
@@ -17,6 +18,8 @@ class Hooks:
     def on_start(self, cfg: Config, variant: Variant, start_step: int) -> None: ...
     def on_log(self, step: int, losses: dict[str, float], images_per_s: float) -> None: ...
     def on_checkpoint(self, step: int, path: Path) -> None: ...
+    def on_eval(self, health: Health) -> None: ...
+    def on_alarm(self, step: int, alarm: str) -> None: ...
     def on_end(self, step: int, path: Path) -> None: ...
 
 
@@ -35,6 +38,11 @@ class Progress(Hooks):
             self.bar.update(step - self.last)
             self.bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{images_per_s:,.0f}"})
         self.last = step
+
+    def on_eval(self, health):
+        if self.bar is not None:
+            shown = ", ".join(f"{k.removeprefix('probe_')}={v:.3g}" for k, v in health.metrics.items())
+            self.bar.write(f"step {health.step}: {shown}")
 
     def on_end(self, step, path):
         if self.bar is not None:

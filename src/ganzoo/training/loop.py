@@ -43,6 +43,7 @@ from ganzoo.training.device import (
     use_channels_last,
 )
 from ganzoo.training.hooks import Hooks, Progress
+from ganzoo.training.monitor import BestKeeper, Health, Monitor
 from ganzoo.training.resume import checkpoint_to_resume, rank_state
 from ganzoo.variants import registry
 from ganzoo.variants.base import DataSpec
@@ -54,6 +55,9 @@ class TrainResult:
     steps: int
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0
+    best: Path | None = None  # best.pt, when the monitor ran and kept one
+    best_step: int | None = None
+    stop_reason: str | None = None  # why the run ended before train.steps (alarm, early stopping)
 
 
 def data_spec(prep: Prepared) -> DataSpec:
@@ -90,24 +94,26 @@ def write_history(path: Path, history: list[dict]) -> None:
     """Loss history as CSV for `dvc plots` (step + one column per loss), written atomically."""
     if not history:
         return
-    cols = list(history[0].keys())
+    cols = list(dict.fromkeys(k for row in history for k in row))  # probe metrics appear at evaluations only
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
     w.writeheader()
     w.writerows(history)
     atomic_write_text(path, buf.getvalue())
 
 
-def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hooks] | None = None) -> TrainResult:
+def train_loop(cfg: Config, prep: Prepared, resume: str = "no", hooks: list[Hooks] | None = None,
+               monitor: Monitor | None = None) -> TrainResult:
     """resume: 'no' starts fresh, 'yes' continues last.pt (error if incompatible), 'auto'
-    continues when compatible and starts fresh otherwise (what `dvc repro` uses)."""
+    continues when compatible and starts fresh otherwise (what `dvc repro` uses). `monitor`
+    (rank 0's) scores a fixed probe every monitor.eval_every steps: best.pt, alarms, early stop."""
     cfg = registry.resolve(cfg)  # free when the stage resolved it already
     device = distributed.rank_device(resolve_device(cfg.train.device))
     if cfg.train.cuda_graphs and device.type != "cuda":  # before anything is built or joined
         raise ConfigError("train.cuda_graphs needs CUDA; set train.cuda_graphs=false")
     ctx = distributed.setup(device)
     try:
-        run = _Run(cfg, prep, resume, device, ctx)
+        run = _Run(cfg, prep, resume, device, ctx, monitor if ctx.rank == 0 else None)
         return run.loop([Progress(cfg.train.steps, run.start, cfg.train.progress), *(hooks or [])]
                         if ctx.rank == 0 else [])
     finally:
@@ -118,8 +124,10 @@ class _Run:
     """One run's state: set up (resume decision, variant, sampler, restored state), then the loop."""
 
     def __init__(self, cfg: Config, prep: Prepared, resume: str, device: torch.device,
-                 ctx: distributed.DistContext):
-        self.cfg, self.device, self.ctx = cfg, device, ctx
+                 ctx: distributed.DistContext, monitor: Monitor | None = None):
+        self.cfg, self.device, self.ctx, self.monitor = cfg, device, ctx, monitor
+        self.keeper = BestKeeper()
+        self.stop_reason: str | None = None
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         check_data_fits(registry.get_variant(cfg.variant), prep, cfg)
@@ -147,6 +155,10 @@ class _Run:
                 self.batches.load_state_dict(mine["sampler"])
                 set_rng_state(mine["rng"], device)
             self.start, self.history = saved["step"], list(saved["history"])
+            watch = saved.get("monitor") or {}
+            self.keeper = BestKeeper.from_state(watch.get("best"))
+            if monitor is not None and hasattr(monitor, "load_state_dict"):
+                monitor.load_state_dict(watch.get("monitor", {}))
             self.acc = {k: v.to(device) for k, v in mine["acc"].items()}
         if ctx.world > 1:
             distributed.broadcast_state(variant.nets)  # ranks were seeded differently
@@ -156,7 +168,7 @@ class _Run:
                 net.to(memory_format=torch.channels_last)
         self.train_step = make_train_step(variant, device, cfg.train, ctx.world)
 
-    def checkpoint(self, step: int, hooks: list[Hooks]) -> None:
+    def checkpoint(self, step: int, hooks: list[Hooks], path: Path | None = None) -> None:
         # Every rank hands over its own streams (a collective, so every rank calls this).
         states = distributed.gather_objects({"sampler": self.batches.state_dict(), "rng": rng_state(self.device),
                                              "acc": {k: v.detach().cpu() for k, v in self.acc.items()}}, self.ctx)
@@ -165,10 +177,45 @@ class _Run:
         extra = {**states[0], "history": self.history}
         if self.ctx.world > 1:
             extra["ranks"] = states
-        save_checkpoint(self.paths.last, cfg=self.cfg, data=self.spec, step=step, variant=self.variant, extra=extra)
-        write_history(self.paths.history, self.history)
+        if self.monitor is not None:  # the best-so-far record survives a resume
+            extra["monitor"] = {"best": self.keeper.state_dict(),
+                                "monitor": getattr(self.monitor, "state_dict", dict)()}
+        target = path or self.paths.last
+        save_checkpoint(target, cfg=self.cfg, data=self.spec, step=step, variant=self.variant, extra=extra)
+        if target == self.paths.last:
+            write_history(self.paths.history, self.history)
         for h in hooks:
-            h.on_checkpoint(step, self.paths.last)
+            h.on_checkpoint(step, target)
+
+    def evaluate(self, step: int, hooks: list[Hooks]) -> bool:
+        """Score the probe (rank 0), merge it into this step's history row, keep the best, raise the
+        alarm once; returns True when the run should stop (monitor.stop_on_alarm / patience)."""
+        mc = self.cfg.monitor
+        stop, save_best = False, False
+        if self.monitor is not None:
+            with self.variant.sampling():
+                health: Health = self.monitor.check(self.variant, step)
+            self.history[-1].update(health.metrics)
+            for h in hooks:
+                h.on_eval(health)
+            save_best = self.keeper.update(health) and mc.keep_best
+            if self.keeper.first_alarm(health):
+                print(f"[ganzoo] ALARM at step {step}: {health.alarm}", flush=True)
+                for h in hooks:
+                    h.on_alarm(step, health.alarm or "")
+            if health.alarm is not None and mc.stop_on_alarm:
+                self.stop_reason = f"stopped at step {step} by the alarm (monitor.stop_on_alarm): {health.alarm}"
+            elif mc.patience and self.keeper.since_best >= mc.patience:
+                self.stop_reason = (f"stopped early at step {step}: no better {health.primary} for {mc.patience} "
+                                    f"evaluations (best {self.keeper.best_value:.4g} at step {self.keeper.best_step})")
+            stop = self.stop_reason is not None
+        if self.ctx.world > 1:  # rank 0 decided; every rank writes (a collective) and stops together
+            flags = distributed.mean_over_ranks(torch.tensor([float(stop), float(save_best)], device=self.device),
+                                                self.ctx)
+            stop, save_best = bool(flags[0].item() > 0), bool(flags[1].item() > 0)
+        if save_best:
+            self.checkpoint(step, hooks, self.paths.best)
+        return stop
 
     def loop(self, hooks: list[Hooks]) -> TrainResult:
         cfg, ctx, variant = self.cfg, self.ctx, self.variant
@@ -177,7 +224,7 @@ class _Run:
         variant.train()
         images_per_step = cfg.train.batch_size * variant.batches_per_step * ctx.world  # real images consumed
         window_start, window_steps = time.perf_counter(), 0
-        step = self.start
+        step, last_eval, every, stopping = self.start, self.start, cfg.monitor.eval_every, False
         for step in range(self.start + 1, cfg.train.steps + 1):
             batch = self.batches.next()
             losses = self.train_step(batch)
@@ -193,11 +240,21 @@ class _Run:
                 self.history.append({"step": step, **values})
                 for h in hooks:
                     h.on_log(step, values, ips)
+                # Evaluations ride on the logging sync: at the first logged step of each
+                # eval_every interval, and at the end.
+                if every and (step // every > last_eval // every or step == cfg.train.steps):
+                    last_eval = step
+                    stopping = self.evaluate(step, hooks)
                 window_start, window_steps = time.perf_counter(), 0
-            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps or stopping:
                 self.checkpoint(step, hooks)
+            if stopping:
+                print(f"[ganzoo] {self.stop_reason or 'stopped by rank 0 monitor'}", flush=True)
+                break
         if step == self.start and not self.had_checkpoint:
             self.checkpoint(step, hooks)
         for h in hooks:
             h.on_end(step, self.paths.last)
-        return TrainResult(checkpoint=self.paths.last, steps=step, history=self.history, resumed_from=self.start)
+        return TrainResult(checkpoint=self.paths.last, steps=step, history=self.history, resumed_from=self.start,
+                           best=self.paths.best if self.keeper.best_step is not None and self.cfg.monitor.keep_best
+                           else None, best_step=self.keeper.best_step, stop_reason=self.stop_reason)
