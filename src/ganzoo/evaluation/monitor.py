@@ -36,7 +36,7 @@ from ganzoo.training.monitor import Health
 SHEET_SIZE = 64  # the first probe samples, drawn as the fixed-latent sheet
 
 
-def build_monitor(cfg: Config, prep: Prepared, device) -> tuple[object | None, str]:
+def build_monitor(cfg: Config, prep: Prepared, device) -> tuple[SynthesisMonitor | TranslationMonitor | None, str]:
     """(monitor, what it measures) or (None, why it is off)."""
     if not cfg.monitor.eval_every:
         return None, "monitor off (monitor.eval_every=0)"
@@ -45,10 +45,10 @@ def build_monitor(cfg: Config, prep: Prepared, device) -> tuple[object | None, s
     except ClassifierError as err:
         return None, f"monitor off: {err}"
     if prep.kind == "images":
-        mon: object = SynthesisMonitor(cfg, prep, classifier, device)
+        mon: SynthesisMonitor | TranslationMonitor = SynthesisMonitor(cfg, prep, classifier, device)
     else:
         mon = TranslationMonitor(cfg, prep, classifier)
-    return mon, f"{mon.description} (classifier held-out accuracy {acc:.3f})"  # type: ignore[attr-defined]
+    return mon, f"{mon.description} (classifier held-out accuracy {acc:.3f})"
 
 
 def _entropy(pred: torch.Tensor, num_classes: int) -> float:
@@ -108,9 +108,9 @@ class SynthesisMonitor:
         metrics = {"probe_coverage": mode_coverage(pred, self.num_classes),
                    "probe_entropy": _entropy(pred, self.num_classes),
                    "probe_fid_classifier": fid(self.real_feats, feats)}
-        if variant.takes_labels:
-            metrics["probe_label_accuracy"] = float((pred == condition).float().mean())
-        if variant.takes_codes:
+        if variant.takes_labels and condition is not None:
+            metrics["probe_label_accuracy"] = float(pred.eq(condition).float().mean())
+        if variant.takes_codes and condition is not None:
             metrics["probe_matched_accuracy"] = matched_code_accuracy(condition, pred, variant.n_cat,
                                                                       self.num_classes)
         alarm = None
