@@ -38,7 +38,7 @@ def noisy_inference(net: nn.Module) -> Iterator[nn.Module]:
     """pix2pix's inference mode (Isola et al., section 3.3): dropout stays on and batch norm
     normalises with the statistics of the batch being translated, while its running statistics
     (and their counter) are neither used nor updated. Every module's mode is restored on exit."""
-    saved = []
+    saved: list[tuple[nn.Module, bool, bool | None]] = []
     for m in net.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
             saved.append((m, m.training, None))
@@ -54,7 +54,7 @@ def noisy_inference(net: nn.Module) -> Iterator[nn.Module]:
         for m, training, track in saved:
             m.training = training
             if track is not None:
-                m.track_running_stats = track
+                setattr(m, "track_running_stats", track)  # noqa: B010 -- nn.Module types the attribute as Tensor | Module
 
 
 # --------------------------------------------------------------------------- pix2pix U-Net
