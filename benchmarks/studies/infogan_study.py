@@ -62,6 +62,8 @@ GRID = [
             seeds=(0, 1)),
     Setting("q_no_bn", "no batch norm in Q", ("model.infogan.q_norm=false",), seeds=(0, 1)),
     Setting("g_steps_2", "two G updates per D update", ("model.infogan.g_steps=2",), seeds=(0, 1)),
+    Setting("q_with_g", "Q's head trained with G (not D's trunk + Q with D)", ("model.infogan.q_update=g",),
+            seeds=(0, 1)),
     Setting("long", "the defaults, trained on to 10000 steps", steps=10000, scores=(7500, 10000),
             resume_from="default"),
     Setting("lambda_cat_2", "lambda 2 for the categorical code", ("model.infogan.lambda_cat=2.0",), seeds=(0, 1)),

@@ -122,8 +122,8 @@ def test_began_cs_needs_the_code_as_wide_as_z():
 
 def test_infogan_defaults_are_the_reference_codes_mnist_run():
     hp = registry.get_variant("infogan").HParams()
-    assert (hp.arch, hp.z_dim, hp.lambda_cat, hp.lambda_cont, hp.lr_d, hp.lr_g, hp.g_steps, hp.q_norm) == \
-        ("mnist", 62, 1.0, 1.0, 2e-4, 1e-3, 1, True)
+    assert (hp.arch, hp.z_dim, hp.lambda_cat, hp.lambda_cont, hp.lr_d, hp.lr_g, hp.g_steps, hp.q_norm, hp.q_update) == \
+        ("mnist", 62, 1.0, 1.0, 2e-4, 1e-3, 1, True, "d")
 
 
 def test_infogan_g_steps_updates_g_that_many_times_per_d_update():
@@ -131,6 +131,21 @@ def test_infogan_g_steps_updates_g_that_many_times_per_d_update():
     variant.train_step(batches.next())
     steps = {k: int(next(iter(opt.state.values()))["step"]) for k, opt in variant.optims.items()}
     assert steps == {"g": 3, "d": 1}
+
+
+def test_infogan_q_update_g_trains_q_with_g_and_leaves_the_trunk_to_d():
+    variant, batches = build("infogan", q_update="g", arch="dcgan", ngf=8, ndf=8, z_dim=8, q_hidden=8)
+    g_params = {id(p) for p in variant.optims["g"].param_groups[0]["params"]}
+    d_params = {id(p) for p in variant.optims["d"].param_groups[0]["params"]}
+    assert all(id(p) in g_params and id(p) not in d_params for p in variant.nets["q"].parameters())
+    batch = batches.next()
+    d_out = variant.d_step(batch)
+    assert set(d_out) == {"loss_d"}  # no information term in D's step
+    trunk = [p.detach().clone() for p in variant.nets["d"].parameters()]
+    q_before = [p.detach().clone() for p in variant.nets["q"].parameters()]
+    assert torch.isfinite(variant.g_step(batch)["loss_info_g"])
+    assert all(torch.equal(a, b) for a, b in zip(trunk, variant.nets["d"].parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(q_before, variant.nets["q"].parameters(), strict=True))
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mnist"])

@@ -47,6 +47,10 @@ class InfoGANParams(HParams):
     ndf: int = Field(64, ge=4)  # arch=dcgan only
     q_hidden: int = Field(128, ge=4)
     q_norm: bool = True  # batch norm in Q's hidden layer, as in the reference code
+    # Who L_I trains besides G. "d" (the reference code): Q and D's shared trunk, in D's step,
+    # with D's optimizer. "g" (common PyTorch ports): Q's head only, in G's step, with G's
+    # optimizer; the trunk then learns from D's adversarial loss alone.
+    q_update: Literal["d", "g"] = "d"
     g_steps: int = Field(1, ge=1)  # G updates per D update (the reference code: 1)
     # mnist: the paper's own MNIST nets (fixed widths, FC 1024 layers; image size a multiple of
     # 4), nets/infogan_mnist.py; dcgan: the DCGAN nets (ngf/ndf widths, any power-of-two size).
@@ -95,8 +99,9 @@ class InfoGAN(Alternating):
         self.nets = {"g": g, "d": d, "q": q}
         for net in self.nets.values():
             init_dcgan_weights(net)
-        self.optims = {"g": self.adam(self.nets["g"].parameters(), "g"),
-                       "d": self.adam([*d.parameters(), *self.nets["q"].parameters()], "d")}
+        with_q = list(q.parameters())
+        self.optims = {"g": self.adam([*g.parameters(), *(with_q if hp.q_update == "g" else [])], "g"),
+                       "d": self.adam([*d.parameters(), *(with_q if hp.q_update == "d" else [])], "d")}
 
     # ------------------------------------------------------------------ codes
     def draw_codes(self, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,6 +146,9 @@ class InfoGAN(Alternating):
             fake, cat, cont = self._fake(x.shape[0])
         feats = d.features(fake)
         adv = d_loss("bce", d(x), d.head(feats).flatten(1).squeeze(1))
+        if self.hp.q_update == "g":  # L_I is G's and Q's business only
+            self.step(self.optims["d"], adv)
+            return {"loss_d": adv.detach()}
         info = self._info(feats, cat, cont)
         self.step(self.optims["d"], adv + info)
         return {"loss_d": adv.detach(), "loss_info": info.detach()}
@@ -148,7 +156,7 @@ class InfoGAN(Alternating):
     def g_step(self, batch):
         d, q = self.nets["d"], self.nets["q"]
         fake, cat, cont = self._fake(batch["x"].shape[0])
-        with self.frozen(d, q):
+        with self.frozen(d, *([q] if self.hp.q_update == "d" else [])):
             feats = d.features(fake)
             adv = g_loss("bce", d.head(feats).flatten(1).squeeze(1))
             info = self._info(feats, cat, cont)
