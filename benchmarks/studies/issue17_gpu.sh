@@ -5,9 +5,10 @@
 #      uniform priors of dcgan/cgan/lsgan, InfoGAN's new defaults, BEGAN and BEGAN-CS),
 #   3. BEGAN and BEGAN-CS with seeds 1 and 2 (the target is 3 of 3 seeds),
 #   4. BEGAN-CS's digit coverage along training (seed 1; constraint weight 0.1 and 1.0).
-# All three run at once (the GPU is shared); every part writes its results as they finish, so a
-# part cut by its time limit still leaves what it finished. Everything lands in one archive,
-# $OUT/issue17.tar.gz; the logs' tails go to stdout.
+# All parts run at once (the GPU is shared); every part writes its results as they finish, so a
+# part cut by its time limit still leaves what it finished. Everything lands in ONE file,
+# $OUT/issue17.tar.gz (the working folder is a temp folder, so $OUT holds nothing else from
+# here); the logs' tails go to stdout.
 #
 # Needs: python3 with torch (CUDA) and ganzoo's dependencies (pydantic: carry it as wheels), the
 # MNIST test split's IDX files under $MNIST_ROOT/MNIST/raw. From the repository root:
@@ -28,8 +29,8 @@ QUALITY_EXTRA="${QUALITY_EXTRA:-}"
 SEEDS12_VARIANTS="${SEEDS12_VARIANTS:-began began_cs}"
 QUALITY_VARIANTS="${QUALITY_VARIANTS:-gan dcgan cgan infogan lsgan began began_cs}"
 PY="${PYTHON:-python3}"
-RES="$OUT/issue17"
-mkdir -p "$RES/sheets-seed0" "$RES/sheets-seeds12"
+RES="$(mktemp -d)/issue17"
+mkdir -p "$OUT" "$RES/sheets-seed0" "$RES/sheets-seeds12"
 export PYTHONPATH="$ROOT/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader; nproc; } > "$RES/machine.txt" 2>&1
 
@@ -55,5 +56,6 @@ for w in 0.1 1.0; do
 done
 wait
 
-tar czf "$OUT/issue17.tar.gz" -C "$OUT" issue17
-for log in "$RES"/*.log; do echo "=== $log"; tail -n 25 "$log"; done
+tar czf "$OUT/issue17.tar.gz" -C "$(dirname "$RES")" issue17
+for log in "$RES"/*.log; do echo "=== $(basename "$log")"; tail -n 25 "$log"; done
+echo "archive: $OUT/issue17.tar.gz ($(du -h "$OUT/issue17.tar.gz" | cut -f1)); working folder: $RES"
