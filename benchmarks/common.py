@@ -251,6 +251,54 @@ def prepared_work(args: argparse.Namespace, variant: str, classifier: bool = Tru
         yield work
 
 
+# --------------------------------------------------------------------------- InfoGAN's categorical code
+
+try:  # the evaluation's own scoring (issue 16); until it lands, the same computation here
+    from ganzoo.evaluation.metrics import matched_code_accuracy
+except ImportError:  # TEMPORARY copy: delete once ganzoo.evaluation.metrics has it
+    def matched_code_accuracy(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> float:
+        """Share of samples whose class is the one their code is matched to, under the best
+        one-to-one (Hungarian) matching of codes to classes: the paper's "5% error" on MNIST."""
+        from scipy.optimize import linear_sum_assignment
+
+        table = code_class_table(codes, classes, n_codes, n_classes)
+        rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
+        return float(table[rows, cols].sum()) / max(int(table.sum()), 1)
+
+
+def code_class_table(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> torch.Tensor:
+    """(n_codes, n_classes) counts: row k, column c = samples drawn with code k judged class c."""
+    codes, classes = codes.long().flatten().cpu(), classes.long().flatten().cpu()
+    return torch.bincount(codes * n_classes + classes, minlength=n_codes * n_classes).view(n_codes, n_classes)
+
+
+@torch.no_grad()
+def infogan_code_scores(checkpoint: Path, classifier: nn.Module, device, per_code: int = 500,
+                        seed: int = 1234) -> dict:
+    """What InfoGAN's codes do, judged by the evaluation classifier, from a checkpoint alone:
+    `matched_accuracy` (per_code samples for each categorical value, one-to-one matched to
+    classes), the code x class `table`, and for each continuous code c_j the mean pixel change
+    ([0, 1] units) and the share of samples keeping their class when c_j goes from -1 to +1
+    with z and the other codes fixed (a code that changes the image without changing the digit)."""
+    from ganzoo.evaluation.classifier import predict
+    from ganzoo.sampling import generate
+    from ganzoo.training.checkpoint import load_variant
+
+    variant, _, _ = load_variant(checkpoint, device=device)
+    n_classes = int(classifier.arch["num_classes"])
+    codes = torch.arange(variant.n_cat).repeat_interleave(per_code)
+    images = torch.cat([generate(variant, per_code, seed=seed + k, codes={"cat": k}) for k in range(variant.n_cat)])
+    pred = predict(classifier, images)
+    out: dict = {"matched_accuracy": matched_code_accuracy(codes, pred, variant.n_cat, n_classes),
+                 "table": code_class_table(codes, pred, variant.n_cat, n_classes).tolist()}
+    for j in range(1, variant.n_cont + 1):
+        lo = generate(variant, 512, seed=seed, codes={f"c{j}": -1.0})
+        hi = generate(variant, 512, seed=seed, codes={f"c{j}": 1.0})
+        out[f"c{j}_change"] = float((hi - lo).abs().mean() / 2)
+        out[f"c{j}_class_kept"] = float((predict(classifier, lo) == predict(classifier, hi)).float().mean())
+    return out
+
+
 # --------------------------------------------------------------------------- reports
 
 def fmt(value, digits: int = 3) -> str:

@@ -128,11 +128,14 @@ def source_shape(variant, direction: str) -> tuple[int, int, int]:
     return tuple(data.image_shape if direction == "AtoB" else (data.image_shape_b or data.image_shape))
 
 
-def translate_files(variant, input: str | Path, out_dir: str | Path, direction: str = "AtoB") -> list[Path]:
+def translate_files(variant, input: str | Path, out_dir: str | Path, direction: str = "AtoB",
+                    seed: int = 0) -> list[Path]:
     """Translate an image file or every image in a folder; writes `<out_dir>/<stem>.png` each.
 
     Each input is converted to the source domain's channel count and size (centre crop to square,
-    bicubic resize), as `prepare` does; returns the written paths."""
+    bicubic resize), as `prepare` does; returns the written paths. Files go through in sorted
+    batches of TRANSLATE_BATCH; batch i draws pix2pix's test-time noise from seed + i, so the
+    same folder and seed give the same images."""
     if not variant.translates:
         raise ConfigError(f"a {variant.name} model generates from noise and does not translate; use "
                           "`ganzoo sample`, or a pix2pix/cyclegan/discogan checkpoint")
@@ -146,7 +149,8 @@ def translate_files(variant, input: str | Path, out_dir: str | Path, direction: 
     for i in range(0, len(files), TRANSLATE_BATCH):
         chunk = files[i:i + TRANSLATE_BATCH]
         x = torch.stack([torch.from_numpy(read_image(p, channels, size)) for p in chunk])
-        y = variant.translate(to_unit_range(x).to(variant.device), direction).float().cpu()
+        seed_i = seed + i // TRANSLATE_BATCH
+        y = variant.translate(to_unit_range(x).to(variant.device), direction, seed=seed_i).float().cpu()
         for p, img in zip(chunk, y, strict=True):
             written.append(write_png(img, out / f"{p.stem}.png"))
     return written

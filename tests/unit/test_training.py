@@ -82,15 +82,29 @@ def test_resume_refuses_incompatible_and_auto_starts_fresh(in_tmp, capsys):
 
 
 def test_resume_accepts_a_checkpoint_from_before_a_hyper_parameter_was_added(in_tmp):
-    """model.infogan.arch came later: a checkpoint without it trained the default (dcgan nets)."""
+    """model.infogan.g_steps and q_norm came later: a checkpoint without them trained their defaults."""
     prep = make_prepared(n=16, size=16)
     first = train_loop(tiny_cfg("infogan", steps=2), prep)
     ckpt = torch.load(first.checkpoint, weights_only=True)
-    del ckpt["config"]["model"]["infogan"]["arch"]
+    for key in ("g_steps", "q_norm"):
+        del ckpt["config"]["model"]["infogan"][key]
     torch.save(ckpt, first.checkpoint)
     assert train_loop(tiny_cfg("infogan", steps=4), prep, resume="yes").resumed_from == 2
     with pytest.raises(ConfigError, match="model differs"):
-        train_loop(tiny_cfg("infogan", steps=4, extra=["model.infogan.arch=mnist"]), prep, resume="yes")
+        train_loop(tiny_cfg("infogan", steps=4, extra=["model.infogan.g_steps=2"]), prep, resume="yes")
+
+
+def test_an_infogan_checkpoint_from_before_arch_loads_its_dcgan_nets(in_tmp):
+    """model.infogan.arch came later, when the DCGAN nets were the only ones; today's default is
+    the paper's MNIST nets, so a checkpoint without arch must still load the nets it holds."""
+    prep = make_prepared(n=16, size=16)
+    first = train_loop(tiny_cfg("infogan", steps=2, extra=["model.infogan.arch=dcgan"]), prep)
+    ckpt = torch.load(first.checkpoint, weights_only=True)
+    del ckpt["config"]["model"]["infogan"]["arch"]
+    torch.save(ckpt, first.checkpoint)
+    variant, _, _ = load_variant(first.checkpoint)
+    assert variant.hp.arch == "dcgan" and type(variant.nets["g"]).__name__ == "DCGANGenerator"
+    assert train_loop(tiny_cfg("infogan", steps=4), prep, resume="yes").resumed_from == 2
 
 
 def test_resume_without_checkpoint_is_a_clear_error(in_tmp):

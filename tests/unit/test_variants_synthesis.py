@@ -21,7 +21,7 @@ from tests.helpers import make_prepared
 
 TINY = {
     "cgan": {"ngf": 8, "ndf": 8, "z_dim": 16, "embed_dim": 8},
-    "infogan": {"ngf": 8, "ndf": 8, "z_dim": 16, "q_hidden": 16},
+    "infogan": {"ngf": 8, "ndf": 8, "z_dim": 16, "q_hidden": 16, "arch": "dcgan"},
     "wgan": {"ngf": 8, "ndf": 8, "z_dim": 16, "n_critic": 3},
     "wgan_gp": {"ngf": 8, "ndf": 8, "z_dim": 16, "n_critic": 3},
     "lsgan": {"ngf": 8, "ndf": 8, "z_dim": 16},
@@ -267,7 +267,7 @@ def test_cgan_sample_uses_given_labels_and_draws_the_rest_from_the_generator():
     variant.eval()
     labels = torch.tensor([3, 3, 7, 0, 9])
     out = variant.sample(5, torch.Generator().manual_seed(1), labels=labels)
-    z = torch.randn(5, variant.hp.z_dim, generator=torch.Generator().manual_seed(1))
+    z = torch.rand(5, variant.hp.z_dim, generator=torch.Generator().manual_seed(1)) * 2 - 1  # the paper's uniform z
     with torch.no_grad():
         assert torch.equal(out, variant.nets["g"](z, labels))
         assert not torch.equal(out, variant.nets["g"](z, torch.tensor([1, 1, 1, 1, 1])))

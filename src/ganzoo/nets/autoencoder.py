@@ -82,3 +82,10 @@ class AutoEncoderDiscriminator(nn.Module):
 def reconstruction_error(d: nn.Module, x: torch.Tensor, eta: int = 1) -> torch.Tensor:
     """L(v) = |v - D(v)|^eta, averaged over pixels and the batch (the paper uses eta = 1)."""
     return (x.float() - d(x).float()).abs().pow(eta).mean()
+
+
+def reconstruction_error_and_code(d: AutoEncoderDiscriminator, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L(x) as in `reconstruction_error`, eta 1; the encoder's code Enc(x) it was rebuilt from):
+    one pass for BEGAN-CS, which also constrains the code."""
+    h = d.encoder(x)
+    return (x.float() - d.decoder(h).float()).abs().mean(), h

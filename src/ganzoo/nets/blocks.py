@@ -46,16 +46,27 @@ def _n_stages(image_size: int) -> int:
     return n
 
 
+OUTPUTS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
 class MLPGenerator(nn.Module):
-    def __init__(self, z_dim: int, image_shape: tuple[int, int, int], hidden: int = 256, in_extra: int = 0):
+    """z -> three LeakyReLU hidden layers -> image. `output` picks the last activation: tanh
+    (images in [-1, 1]) or sigmoid (images in [0, 1], Goodfellow et al.'s MNIST generator); the
+    variant that asks for sigmoid converts to [-1, 1] itself (`gan`)."""
+
+    def __init__(self, z_dim: int, image_shape: tuple[int, int, int], hidden: int = 256, in_extra: int = 0,
+                 output: str = "tanh"):
         super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown generator output {output!r}; use {' or '.join(OUTPUTS)}")
         self.image_shape = tuple(image_shape)
+        self.output = output
         out = math.prod(image_shape)
         self.net = nn.Sequential(
             nn.Linear(z_dim + in_extra, hidden), nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(hidden, hidden * 2), nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(hidden * 2, hidden * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden * 4, out), nn.Tanh(),
+            nn.Linear(hidden * 4, out), OUTPUTS[output](),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

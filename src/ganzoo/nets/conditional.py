@@ -47,16 +47,17 @@ class QHead(nn.Module):
     """InfoGAN's Q: from D's trunk features to the categorical code's logits and the continuous
     codes' means (fixed unit variance), as in the paper's MNIST architecture: FC 128 - BN -
     LeakyReLU - FC. The trunk is a 4x4 map (DCGAN nets: the FC is a 4x4 conv) or, with
-    `flat`, a feature vector (the paper's MNIST nets)."""
+    `flat`, a feature vector (the paper's MNIST nets). `norm=False` drops the batch norm (the
+    hidden layer then has a bias)."""
 
     def __init__(self, trunk_channels: int, n_cat: int, n_cont: int, hidden: int = 128, flat: bool = False,
-                 leak: float = 0.2):
+                 leak: float = 0.2, norm: bool = True):
         super().__init__()
         self.n_cat, self.n_cont = n_cat, n_cont
-        first = ([nn.Linear(trunk_channels, hidden, bias=False)] if flat else
-                 [nn.Conv2d(trunk_channels, hidden, 4, 1, 0, bias=False), nn.Flatten()])
+        first = ([nn.Linear(trunk_channels, hidden, bias=not norm)] if flat else
+                 [nn.Conv2d(trunk_channels, hidden, 4, 1, 0, bias=not norm), nn.Flatten()])
         self.net = nn.Sequential(
-            *first, nn.BatchNorm1d(hidden), nn.LeakyReLU(leak, inplace=True),
+            *first, nn.BatchNorm1d(hidden) if norm else nn.Identity(), nn.LeakyReLU(leak, inplace=True),
             nn.Linear(hidden, n_cat + n_cont),
         )
 

@@ -5,6 +5,8 @@ and discriminator (Kim et al. 2017). Power-of-two image sizes 32..256 (16 works 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -29,6 +31,30 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+
+
+@contextmanager
+def noisy_inference(net: nn.Module) -> Iterator[nn.Module]:
+    """pix2pix's inference mode (Isola et al., section 3.3): dropout stays on and batch norm
+    normalises with the statistics of the batch being translated, while its running statistics
+    (and their counter) are neither used nor updated. Every module's mode is restored on exit."""
+    saved: list[tuple[nn.Module, bool, bool | None]] = []
+    for m in net.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            saved.append((m, m.training, None))
+            m.training = True
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            # training + track_running_stats=False: F.batch_norm gets no running buffers, so it
+            # uses the batch's statistics and writes nothing back.
+            saved.append((m, m.training, m.track_running_stats))
+            m.training, m.track_running_stats = True, False
+    try:
+        yield net
+    finally:
+        for m, training, track in saved:
+            m.training = training
+            if track is not None:
+                setattr(m, "track_running_stats", track)  # noqa: B010 -- nn.Module types the attribute as Tensor | Module
 
 
 # --------------------------------------------------------------------------- pix2pix U-Net

@@ -14,6 +14,13 @@ the controller's E[L(G)] = gamma E[L(x)] is met by a generator of 1s, and M stil
 paper's 128 filters (and at 64) every seed measured ended all 1s; 16 filters kept 9/10 digits
 with one seed of two (benchmarks/RESULTS.md). Look at the samples, not only at M, on digits.
 
+BEGAN-CS (Chang et al., ECCV 2018), `constrained: true`: D's loss gains a latent-space constraint,
+constraint_weight * |Enc(G(z)) - z| (mean L1; the paper's alpha 0.1, as in the authors' code), so
+D's encoder must map each fake back to the code it came from; distinct codes then cannot share
+one image without D's decoder, and so G's loss, telling them apart. The constraint trains D only
+(G's loss is BEGAN's) and needs the embedding as wide as z (h_dim = z_dim). Off by default: the
+default stays the paper's BEGAN.
+
 k_t lives on the training device and is updated without leaving it (no host sync); it is
 part of the checkpoint through `extra_state`.
 """
@@ -23,7 +30,13 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ganzoo.nets.autoencoder import AutoEncoderDiscriminator, Decoder, reconstruction_error
+from ganzoo.errors import ConfigError
+from ganzoo.nets.autoencoder import (
+    AutoEncoderDiscriminator,
+    Decoder,
+    reconstruction_error,
+    reconstruction_error_and_code,
+)
 from ganzoo.variants.base import HParams, Variant
 
 
@@ -39,16 +52,23 @@ class BEGANParams(HParams):
     # is a fixed schedule: both rates halve every lr_halve_every steps (0: constant), down to lr_floor.
     lr_halve_every: int = Field(0, ge=0)
     lr_floor: float = Field(2e-5, ge=0)
+    # BEGAN-CS: add constraint_weight * |Enc(G(z)) - z| to D's loss (the paper's alpha: 0.1).
+    constrained: bool = False
+    constraint_weight: float = Field(0.1, ge=0)
 
 
 class BEGAN(Variant):
     name = "began"
-    description = "auto-encoder discriminator, proportional control of k_t, convergence measure M"
+    description = ("auto-encoder discriminator, proportional control of k_t, convergence measure M; "
+                   "BEGAN-CS latent constraint as an option")
     HParams = BEGANParams
     uniform_noise = True  # z ~ Uniform(-1, 1), as in the paper
 
     def build(self) -> None:
         hp = self.hp
+        if hp.constrained and hp.h_dim != hp.z_dim:
+            raise ConfigError(f"model.began.constrained compares D's code with z, so model.began.h_dim ({hp.h_dim}) "
+                              f"must equal model.began.z_dim ({hp.z_dim}); set both to the same size")
         c, s, _ = self.data.image_shape
         self.nets = {"g": Decoder(hp.z_dim, s, c, hp.n_filters, tanh=True),
                      "d": AutoEncoderDiscriminator(s, c, hp.n_filters, hp.h_dim)}
@@ -68,12 +88,20 @@ class BEGAN(Variant):
     def d_step(self, batch):
         g, d = self.nets["g"], self.nets["d"]
         x = batch["x"]
+        z = self.z(x.shape[0])
         with torch.no_grad():
-            fake = g(self.z(x.shape[0]))
+            fake = g(z)
         loss_real = reconstruction_error(d, x)
-        loss = loss_real - self.k * reconstruction_error(d, fake)
+        out = {"loss_real": loss_real.detach()}
+        if self.hp.constrained:
+            loss_fake, code = reconstruction_error_and_code(d, fake)
+            constraint = self.hp.constraint_weight * (code.float() - z.float()).abs().mean()
+            loss = loss_real - self.k * loss_fake + constraint
+            out["loss_constraint"] = constraint.detach()
+        else:
+            loss = loss_real - self.k * reconstruction_error(d, fake)
         self.step(self.optims["d"], loss)
-        return {"loss_d": loss.detach(), "loss_real": loss_real.detach()}
+        return {"loss_d": loss.detach(), **out}
 
     def g_step(self, batch):
         d = self.nets["d"]
@@ -94,7 +122,10 @@ class BEGAN(Variant):
         g_out = self.g_step(batch)
         m = self.update_k(d_out["loss_real"], g_out["loss_g"])
         self.step_schedulers()
-        return {"loss_d": d_out["loss_d"], "loss_g": g_out["loss_g"], "k": self.k.clone(), "M": m}
+        out = {"loss_d": d_out["loss_d"], "loss_g": g_out["loss_g"], "k": self.k.clone(), "M": m}
+        if "loss_constraint" in d_out:
+            out["loss_constraint"] = d_out["loss_constraint"]
+        return out
 
     @property
     def latent_dim(self) -> int:

@@ -1,6 +1,8 @@
 """CGAN (Mirza & Osindero 2014) in DCGAN form: the class label y conditions both networks, as a
 learned embedding concatenated to z in G and as one-hot label maps concatenated to x in D.
-BCE loss with the non-saturating G loss, Adam 2e-4 (0.5, 0.999), N(0, 0.02) init.
+BCE loss with the non-saturating G loss, Adam 2e-4 (0.5, 0.999), N(0, 0.02) init. z is uniform, as
+in the paper ("drawn from a uniform distribution within the unit hypercube"); here Uniform(-1, 1),
+the DCGAN form's range: an affine change of z that G's first layer absorbs.
 
 Fake images are conditioned on the labels of the real batch, so the fakes' label distribution
 is the data's. `sample(labels=...)` generates the given classes; without labels the classes are
@@ -33,6 +35,7 @@ class CGAN(Alternating):
     data_kind = "labelled"
     HParams = CGANParams
     takes_labels = True
+    uniform_noise = True  # the paper's uniform prior (see the module docstring)
 
     @property
     def num_classes(self) -> int:

@@ -1,5 +1,7 @@
 """DCGAN (Radford et al. 2015): strided/transposed convolutions, batch norm, ReLU in G and
-LeakyReLU(0.2) in D, Tanh output, Adam lr 2e-4 betas (0.5, 0.999), N(0, 0.02) init."""
+LeakyReLU(0.2) in D, Tanh output (where the plain GAN's G ends in a Sigmoid), Adam lr 2e-4 betas
+(0.5, 0.999), N(0, 0.02) init, and z drawn uniformly: "a 100 dimensional uniform distribution Z"
+(figure 1), Uniform(-1, 1) in the paper's own code (Newmu/dcgan_code)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ class DCGANParams(HParams):
 
 
 class DCGAN(GAN):
-    """Same BCE update order as GAN; only the networks (and their init) differ."""
+    """Same BCE update order as GAN; only the networks (and their init, output and prior) differ."""
 
     name = "dcgan"
-    description = "strided convolutions, batch norm, BCE, Adam 2e-4 (0.5, 0.999), N(0, 0.02) init"
+    description = "strided convolutions, batch norm, Tanh output, BCE, Adam 2e-4 (0.5, 0.999), N(0, 0.02) init"
     HParams: ClassVar[type[BaseHParams]] = DCGANParams  # widened: subclasses bring their own params
+    g_range = "signed"  # Tanh: G's images are in [-1, 1] already
+    uniform_noise = True  # the paper's Uniform prior
 
     def build(self) -> None:
         hp = self.hp

@@ -4,7 +4,14 @@ bound L_I (cross-entropy + unit-variance Gaussian NLL, losses.info_loss) is adde
 players' losses, as in the paper's min_G,Q max_D V(D, G) - lambda L_I(G, Q) and its reference
 code: the D step minimises L_D + L_I over D's trunk, D's head and Q; the G step minimises
 L_G + L_I over G. So L_I trains Q (and the shared trunk) and pushes G to make c recoverable.
-Paper's MNIST settings: z 62, lambda_cat 1, lambda_cont 0.1, Adam lr_d 2e-4, lr_g 1e-3, (0.5, 0.999).
+
+Defaults are the reference code's MNIST run (openai/InfoGAN, launchers/run_mnist_exp.py): the
+paper's MNIST nets (`arch: mnist`, appendix C.1), z 62 ~ Uniform(-1, 1), info_reg_coeff 1 for the
+categorical AND the continuous codes (the paper's text suggests a smaller lambda for continuous
+codes; its MNIST code does not: lambda_cont 0.1 was ganzoo's earlier default), Adam lr_d 2e-4
+(D and Q), lr_g 1e-3, beta1 0.5, one D then one G update per batch, batch norm in Q. That run
+trains 5000 steps at batch 128 (`train.batch_size=128`); benchmarks/studies/infogan_study.py
+measures these choices one by one (benchmarks/RESULTS.md).
 
 Codes: {"cat": int in 0..n_cat-1, "c1": float, "c2": float, ...}. `sample(codes=...)` applies a
 given code to all n samples and draws the others from the passed generator; every code is drawn
@@ -33,15 +40,21 @@ class InfoGANParams(HParams):
     n_cat: int = Field(10, ge=2)
     n_cont: int = Field(2, ge=0)
     lambda_cat: float = Field(1.0, ge=0)
-    lambda_cont: float = Field(0.1, ge=0)
+    lambda_cont: float = Field(1.0, ge=0)  # the reference code's info_reg_coeff for every code
     lr_g: float = Field(1e-3, gt=0)
     lr_d: float = Field(2e-4, gt=0)  # used for D and Q together
-    ngf: int = Field(64, ge=4)
-    ndf: int = Field(64, ge=4)
+    ngf: int = Field(64, ge=4)  # arch=dcgan only
+    ndf: int = Field(64, ge=4)  # arch=dcgan only
     q_hidden: int = Field(128, ge=4)
-    # dcgan: the DCGAN nets (ngf/ndf widths, any power-of-two size); mnist: the paper's own MNIST
-    # nets (fixed widths, FC 1024 layers; image size a multiple of 4), nets/infogan_mnist.py.
-    arch: Literal["dcgan", "mnist"] = "dcgan"
+    q_norm: bool = True  # batch norm in Q's hidden layer, as in the reference code
+    # Who L_I trains besides G. "d" (the reference code): Q and D's shared trunk, in D's step,
+    # with D's optimizer. "g" (common PyTorch ports): Q's head only, in G's step, with G's
+    # optimizer; the trunk then learns from D's adversarial loss alone.
+    q_update: Literal["d", "g"] = "d"
+    g_steps: int = Field(1, ge=1)  # G updates per D update (the reference code: 1)
+    # mnist: the paper's own MNIST nets (fixed widths, FC 1024 layers; image size a multiple of
+    # 4), nets/infogan_mnist.py; dcgan: the DCGAN nets (ngf/ndf widths, any power-of-two size).
+    arch: Literal["dcgan", "mnist"] = "mnist"
 
 
 class InfoGAN(Alternating):
@@ -77,16 +90,18 @@ class InfoGAN(Alternating):
                                   "set data.image_size (e.g. 28 or 32) or model.infogan.arch=dcgan")
             d = MNISTInfoDiscriminator(s, c)  # D before G: the construction order seeds have always seen
             g = MNISTInfoGenerator(g_in, s, c)
-            q = QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden, flat=True, leak=MNIST_LEAK)
+            q = QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden, flat=True, leak=MNIST_LEAK,
+                      norm=hp.q_norm)
         else:
             d = DCGANDiscriminator(s, c, hp.ndf)
             g = DCGANGenerator(g_in, s, c, hp.ngf)
-            q = QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden)
+            q = QHead(d.trunk_channels, hp.n_cat, hp.n_cont, hp.q_hidden, norm=hp.q_norm)
         self.nets = {"g": g, "d": d, "q": q}
         for net in self.nets.values():
             init_dcgan_weights(net)
-        self.optims = {"g": self.adam(self.nets["g"].parameters(), "g"),
-                       "d": self.adam([*d.parameters(), *self.nets["q"].parameters()], "d")}
+        with_q = list(q.parameters())
+        self.optims = {"g": self.adam([*g.parameters(), *(with_q if hp.q_update == "g" else [])], "g"),
+                       "d": self.adam([*d.parameters(), *(with_q if hp.q_update == "d" else [])], "d")}
 
     # ------------------------------------------------------------------ codes
     def draw_codes(self, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,6 +146,9 @@ class InfoGAN(Alternating):
             fake, cat, cont = self._fake(x.shape[0])
         feats = d.features(fake)
         adv = d_loss("bce", d(x), d.head(feats).flatten(1).squeeze(1))
+        if self.hp.q_update == "g":  # L_I is G's and Q's business only
+            self.step(self.optims["d"], adv)
+            return {"loss_d": adv.detach()}
         info = self._info(feats, cat, cont)
         self.step(self.optims["d"], adv + info)
         return {"loss_d": adv.detach(), "loss_info": info.detach()}
@@ -138,16 +156,34 @@ class InfoGAN(Alternating):
     def g_step(self, batch):
         d, q = self.nets["d"], self.nets["q"]
         fake, cat, cont = self._fake(batch["x"].shape[0])
-        with self.frozen(d, q):
+        with self.frozen(d, *([q] if self.hp.q_update == "d" else [])):
             feats = d.features(fake)
             adv = g_loss("bce", d.head(feats).flatten(1).squeeze(1))
             info = self._info(feats, cat, cont)
         self.step(self.optims["g"], adv + info)
         return {"loss_g": adv.detach(), "loss_info_g": info.detach()}
 
+    def train_step(self, batch):
+        out = self.d_step(batch)
+        for _ in range(self.hp.g_steps):  # each G update draws fresh z and codes
+            g_out = self.g_step(batch)
+        return {**out, **g_out}
+
     @property
     def latent_dim(self) -> int:
         return self.hp.z_dim
+
+    def load_state_dict(self, state: dict, with_optim: bool = True) -> None:
+        # A checkpoint from before model.infogan.arch existed holds the DCGAN nets (then the only
+        # ones) and its config has no arch, so it resolves to today's default (mnist): rebuild the
+        # nets its weights belong to instead of failing on every key.
+        held = "mnist" if "fc.0.weight" in state["nets"]["g"] else "dcgan"
+        if held != self.hp.arch:
+            self.hp = self.hp.model_copy(update={"arch": held})
+            self.build()
+            for net in self.nets.values():
+                net.to(self.device)
+        super().load_state_dict(state, with_optim)
 
     def decode(self, z, labels=None, codes=None, generator=None):
         cat, cont = self.draw_codes(z.shape[0], generator)

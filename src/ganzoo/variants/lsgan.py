@@ -1,7 +1,8 @@
 """LSGAN (Mao et al. 2017): DCGAN nets trained with least-squares losses, eq. (2):
   min_D 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2],   min_G 1/2 E[(D(G(z)) - c)^2].
 Defaults a=0, b=1, c=1 (the 0-1 coding); a=-1, b=1, c=0 is the paper's b-c=1, b-a=2 choice.
-Adam 2e-4 (0.5, 0.999)."""
+Adam 2e-4 (0.5, 0.999). DCGAN's nets and its Uniform(-1, 1) prior, which the paper's own code
+(xudonmao/LSGAN) draws too."""
 
 from __future__ import annotations
 

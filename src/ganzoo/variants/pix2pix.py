@@ -1,7 +1,13 @@
 """Pix2Pix (Isola et al. 2017): a U-Net generator with skip connections and dropout maps A to B;
 a 70x70 PatchGAN judges (input, output) pairs, so D is conditioned on the input by channel
 concatenation. G minimises the adversarial loss plus lambda_L1 (100) times L1 to the target; D's
-loss is halved, as in the paper, to slow it relative to G. Adam 2e-4, betas (0.5, 0.999)."""
+loss is halved, as in the paper, to slow it relative to G. Adam 2e-4, betas (0.5, 0.999).
+
+Inference follows section 3.3: dropout, G's only noise, stays on at test time, and batch norm
+uses the statistics of the test batch (with the paper's batch size 1, instance normalisation).
+`translate(x, seed=...)` draws that noise from its own seeded stream, so a translation is
+reproducible: the same images, batched the same way, with the same seed give the same output.
+`test_noise: false` gives the deterministic alternative (running statistics, no dropout)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ganzoo.losses import d_loss, g_loss
-from ganzoo.nets.translation import PatchDiscriminator, UNetGenerator, init_normal
+from ganzoo.nets.translation import PatchDiscriminator, UNetGenerator, init_normal, noisy_inference
 from ganzoo.variants.base import HParams, Variant
 from ganzoo.variants.translation import check_direction
 
@@ -24,6 +30,8 @@ class Pix2PixParams(HParams):
     lambda_l1: float = Field(100.0, ge=0)
     dropout: float = Field(0.5, ge=0, lt=1)
     norm: Literal["batch", "instance"] = "batch"
+    # Section 3.3's test-time noise (dropout on, the test batch's statistics); false: eval mode.
+    test_noise: bool = True
 
 
 class Pix2Pix(Variant):
@@ -62,6 +70,19 @@ class Pix2Pix(Variant):
                 "loss_g_gan": loss_gan.detach(), "loss_l1": loss_l1.detach()}
 
     @torch.no_grad()
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+    def translate(self, x: torch.Tensor, direction: str = "AtoB", seed: int = 0) -> torch.Tensor:
+        """A -> B. With test_noise (the default) dropout masks come from `seed`, on a forked
+        stream: the caller's RNG is left as it was. Without it, G runs as the caller left it
+        (eval mode for inference) and `seed` is unused."""
         check_direction(self, direction)
-        return self.nets["g"](x)
+        g = self.nets["g"]
+        if not self.hp.test_noise:
+            return g(x)
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []), noisy_inference(g):
+            if cuda:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(seed)  # this device's stream only, restored by fork_rng
+            else:
+                torch.default_generator.manual_seed(seed)
+            return g(x)

@@ -44,6 +44,8 @@ class TwoWayTranslator(Variant):
                        "d": self.adam(itertools.chain(n["d_a"].parameters(), n["d_b"].parameters()), "d")}
 
     @torch.no_grad()
-    def translate(self, x: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+    def translate(self, x: torch.Tensor, direction: str = "AtoB", seed: int = 0) -> torch.Tensor:
+        """Deterministic: these papers add no test-time noise. `seed` is accepted (and unused)
+        so that every translator takes pix2pix's call."""
         check_direction(self, direction)
         return self.nets["g_ab" if direction == "AtoB" else "g_ba"](x)

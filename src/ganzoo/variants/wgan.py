@@ -6,7 +6,7 @@ DCGAN critic keeps batch norm (weight clipping, unlike the gradient penalty, is 
 Each critic step sees a fresh real batch: `batches_per_step` is n_critic, so the loop hands one
 batch of n_critic * train.batch_size rows, and `losses.critic_batches` splits it. The reference
 code's extra 100 critic steps during the first 25 generator steps are not part of Algorithm 1
-and are not done here.
+and are not done here. z ~ N(0, 1), as the paper's code draws it (WGAN-GP's code too).
 """
 
 from __future__ import annotations
