@@ -26,6 +26,7 @@ class _Section(BaseModel):
 DATA_SOURCES = (
     "auto", "digits", "mnist", "fashion_mnist", "cifar10", "folder",
     "paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired",
+    "photos", "photos_paired", "photos_unpaired",  # the embedded colour tasks (ganzoo.data.photos)
 )
 
 
@@ -40,6 +41,11 @@ class DataConfig(_Section):
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     limit: int | None = Field(default=None, ge=1)  # keep only the first N images (quick runs)
     download: bool = True
+    # How prepare fits an image to a square: center_crop (no distortion) or stretch (pix2pix's resize).
+    resize: Literal["center_crop", "stretch"] = "center_crop"
+    # Training jitter (load at 286/256 x size, random crop, random flip; ganzoo.data.jitter).
+    # None: the variant's paper setting (on for pix2pix and cyclegan), resolved by the registry.
+    jitter: bool | None = None
 
     @field_validator("image_size")
     @classmethod

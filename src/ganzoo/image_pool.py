@@ -3,12 +3,20 @@ after Shrivastava et al. 2017): D sees a mix of current and older fakes, which d
 
 Same rule as the paper's code, image by image: while the pool holds fewer than `size` images,
 store the new image and return it; afterwards, with probability 1/2 return a random stored image
-and put the new one in its place, else return the new image. All randomness comes from the pool's
-own CPU generator and its state is part of `state_dict()`, so a resumed run draws the same swaps.
-The decisions are made on the CPU, then applied with a few gathers and one scatter on the device.
+and put the new one in its place, else return the new image. Images of one batch are handled in
+order, so a later image may get back an earlier one of the same batch.
+
+All of it runs on the images' device with no host round trip: the coin flips and slots come from
+the pool's own generator (on the CPU, the same draws as before this ran on the device; on CUDA a
+generator on the GPU, seeded from the CPU one), and the in-order rule is resolved with an n x n
+comparison instead of a Python loop. A training step therefore never waits for the GPU here,
+nor copies index tensors to it. The generator's state is part of `state_dict()`, so a resumed
+run draws the same swaps.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
@@ -17,8 +25,21 @@ class ImagePool:
     def __init__(self, size: int = 50, seed: int = 0):
         self.size = size
         self.count = 0  # images stored so far (<= size)
-        self.images: torch.Tensor | None = None  # (size, C, H, W) float32, allocated on first use
+        # (size + 1, C, H, W) float32, allocated on first use; row `size` takes the writes a later
+        # image of the same batch overrides, so the stores are one index_copy_ without a mask.
+        self._store: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def images(self) -> torch.Tensor | None:
+        """The pool's slots, (size, C, H, W); the first `count` hold images."""
+        return None if self._store is None else self._store[:self.size]
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self.generator.device.type != device.type:  # hand over to the device, deterministically
+            seed = int(torch.randint(2 ** 62, (1,), generator=self.generator))
+            self.generator = torch.Generator(device=device).manual_seed(seed)
+        return self.generator
 
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
@@ -26,65 +47,56 @@ class ImagePool:
         images = images.detach().float()
         if self.size == 0:
             return images
-        if self.images is None:
-            self.images = torch.zeros(self.size, *images.shape[1:], device=images.device)
-        n = images.shape[0]
+        n, dev = images.shape[0], images.device
+        if self._store is None:
+            self._store = torch.zeros(self.size + 1, *images.shape[1:], device=dev)
         fill = min(n, self.size - self.count)
-        slot = [-1] * n  # pool slot each image goes to (-1: returned, not stored)
-        take = [-1] * n  # pool slot whose old image is returned instead (-1: return the image itself)
-        for i in range(fill):
-            slot[i] = self.count + i
+        slot = torch.full((n,), -1, dtype=torch.long, device=dev)  # pool slot each image is stored in
+        take = torch.full((n,), -1, dtype=torch.long, device=dev)  # slot whose image is returned instead
+        slot[:fill] = torch.arange(self.count, self.count + fill, device=dev)
         self.count += fill
         rest = n - fill
         if rest:
-            swap = torch.rand(rest, generator=self.generator) > 0.5
-            where = torch.randint(self.size, (rest,), generator=self.generator)
-            for j in torch.nonzero(swap).flatten().tolist():
-                slot[fill + j] = take[fill + j] = int(where[j])
-        out = images.clone()
-        last_writer: dict[int, int] = {}  # slot -> batch index that stored into it most recently
-        from_pool, from_batch = [], []  # (output index, pool slot) and (output index, batch index)
-        for i in range(n):
-            if take[i] >= 0:  # gets what the slot holds now: an earlier image of this batch, or the pool's
-                if take[i] in last_writer:
-                    from_batch.append((i, last_writer[take[i]]))
-                else:
-                    from_pool.append((i, take[i]))
-            if slot[i] >= 0:
-                last_writer[slot[i]] = i
-        dev = images.device
-        if from_pool:
-            dst, src = _index(from_pool, dev)
-            out[dst] = self.images[src]
-        if from_batch:
-            dst, src = _index(from_batch, dev)
-            out[dst] = images[src]
-        if last_writer:  # store after reading, each slot's final writer only
-            dst, src = _index(list(last_writer.items()), dev)
-            self.images[dst] = images[src]
+            g = self._generator(dev)
+            swap = torch.rand(rest, generator=g, device=dev) > 0.5
+            where = torch.randint(self.size, (rest,), generator=g, device=dev)
+            picked = torch.where(swap, where, -1)
+            slot[fill:] = picked
+            take[fill:] = picked
+        order = torch.arange(n, device=dev)
+        earlier = order[None, :] < order[:, None]  # [i, j]: j comes before i
+        # The image i gets back is what its slot holds now: the latest earlier image of this batch
+        # stored there, else the pool's.
+        wrote = (slot[None, :] == take[:, None]) & earlier & (take[:, None] >= 0)
+        last = torch.where(wrote, order[None, :], -1).amax(1)
+        from_pool = ((take >= 0) & (last < 0)).view(-1, 1, 1, 1)
+        from_batch = (last >= 0).view(-1, 1, 1, 1)
+        out = torch.where(from_pool, self._store[take.clamp(min=0)], images)
+        out = torch.where(from_batch, images[last.clamp(min=0)], out)
+        # Store after reading, each slot's final writer only (the rest go to the spare row).
+        overridden = ((slot[None, :] == slot[:, None]) & earlier.t()).any(1)
+        target = torch.where((slot >= 0) & ~overridden, slot, self.size)
+        self._store.index_copy_(0, target, images)
         return out
 
     def state_dict(self) -> dict:
-        images = self.images[:self.count].cpu() if self.images is not None else torch.zeros(0)
-        return {"images": images, "count": self.count, "size": self.size, "generator": self.generator.get_state()}
+        images = self._store[:self.count].cpu() if self._store is not None else torch.zeros(0)
+        return {"images": images, "count": self.count, "size": self.size, "generator": self.generator.get_state(),
+                "generator_device": self.generator.device.type}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.size, self.count = int(state["size"]), int(state["count"])
         stored = state["images"]
         if self.count:
-            self.images = torch.zeros(self.size, *stored.shape[1:], device=device)
-            self.images[:self.count] = stored.to(device)
+            self._store = torch.zeros(self.size + 1, *stored.shape[1:], device=device)
+            self._store[:self.count] = stored.to(device)
         else:
-            self.images = None
-        self.generator.set_state(state["generator"])
-
-
-def _index(pairs: list[tuple[int, int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """[(i, j), ...] -> index tensors (i...), (j...) on `device`. On CUDA they travel from pinned
-    memory without blocking, so a training step keeps the host running ahead of the GPU."""
-    t = torch.tensor(pairs, dtype=torch.long).t().contiguous()
-    if device.type == "cuda":
-        t = t.pin_memory().to(device, non_blocking=True)
-    else:
-        t = t.to(device)
-    return t[0], t[1]
+            self._store = None
+        saved = state.get("generator_device", "cpu")  # checkpoints before the device pool: cpu
+        gen_state = state["generator"].cpu()
+        if saved == "cpu" or torch.cuda.is_available():
+            self.generator = torch.Generator(device="cpu" if saved == "cpu" else saved)
+            self.generator.set_state(gen_state)
+        else:  # a GPU run resumed without a GPU: a seed derived from the saved state
+            seed = int.from_bytes(hashlib.sha256(gen_state.numpy().tobytes()).digest()[:7], "little")
+            self.generator = torch.Generator().manual_seed(seed)

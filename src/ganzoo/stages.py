@@ -19,7 +19,7 @@ from ganzoo.variants import registry
 
 
 def prepare(cfg: Config) -> Prepared:
-    """Source -> `data/prepared/<source>-<size>/` (data.pt + manifest.json)."""
+    """Source -> `data/prepared/<source>-<size>/` (one .npy per array + manifest.json)."""
     from ganzoo.data.prepare import prepare_data
 
     cfg = registry.resolve(cfg)  # data.source=auto -> the variant's default dataset

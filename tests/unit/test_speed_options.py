@@ -86,8 +86,6 @@ def test_compile_trains_on_cpu_like_eager_with_the_same_checkpoint(in_tmp):
 @pytest.mark.parametrize("variant", registry.names())
 def test_no_host_sync_inside_a_training_step(variant):
     """torch.cuda sync debug mode turns any device->host wait inside train_step into an error."""
-    if variant == "cyclegan":
-        pytest.xfail("ImagePool builds its index tensors on the host and copies them with blocking H2D copies")
     v, prep, cfg = built(variant, "cuda", size=32)
     batches = DeviceBatches(prep, 4, v.device, 0)
     batches.batches_per_step = v.batches_per_step

@@ -13,7 +13,7 @@ from torch import nn
 
 from ganzoo.config import Config, DataConfig
 from ganzoo.data.prepare import prepare_data
-from ganzoo.data.prepared import Prepared, load_prepared, prepared_path
+from ganzoo.data.prepared import Prepared, in_memory, load_prepared, prepared_path
 from ganzoo.data.translation import TRANSLATION_BUILDERS, outline, thick_inverted
 from ganzoo.errors import ConfigError, DataError
 from ganzoo.evaluation.translation import translation_metrics, translation_sheet
@@ -22,6 +22,7 @@ from ganzoo.nets.translation import (
     DiscoDiscriminator,
     DiscoGenerator,
     PatchDiscriminator,
+    ResnetBlock,
     ResnetGenerator,
     UNetGenerator,
 )
@@ -56,8 +57,9 @@ def png(path, size=(12, 12), value=100, mode="L", right=None):
 
 
 def build(source, root=None, **kw):
-    return TRANSLATION_BUILDERS[source](DataConfig(source=source, root=str(root) if root else None,
-                                                   image_size=kw.pop("image_size", 16), **kw))
+    """The builder's dataset, decoded into memory (folder builders return Rows that prepare writes in chunks)."""
+    return in_memory(TRANSLATION_BUILDERS[source](DataConfig(source=source, root=str(root) if root else None,
+                                                             image_size=kw.pop("image_size", 16), **kw)))
 
 
 # --------------------------------------------------------------------------- paired folders
@@ -221,6 +223,76 @@ def test_network_shapes_at_32():
     assert sum(isinstance(m, nn.Dropout) for m in unet.modules()) == 3
 
 
+# --------------------------------------------------------------------------- the papers' nets at 256
+
+# Parameter counts the reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix) prints for
+# its defaults at 256 px, RGB -> RGB, ngf = ndf = 64: unet_256 54.414 M, resnet_9blocks 11.378 M,
+# basic PatchGAN 2.769 M (pix2pix: 6 input channels, batch norm) / 2.765 M (CycleGAN: 3, instance
+# norm). The exact numbers below are those totals recomputed from the reference's layer lists.
+REF_UNET_256, REF_RESNET_9, REF_PATCH_PIX2PIX, REF_PATCH_CYCLEGAN = 54_413_955, 11_378_179, 2_768_705, 2_764_737
+
+
+def _params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def _shapes_on_meta(net: nn.Module, x: torch.Tensor, kind: type) -> tuple[torch.Size, list[torch.Size]]:
+    """Output shape and the output shapes of every `kind` submodule, on the meta device (no compute)."""
+    seen: list[torch.Size] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+             for m in net.modules() if isinstance(m, kind)]
+    out = net(x)
+    for h in hooks:
+        h.remove()
+    return out.shape, seen
+
+
+def test_pix2pix_unet_at_256_has_eight_levels_and_the_reference_size():
+    with torch.device("meta"):
+        g = UNetGenerator(3, 3, 256, ngf=64, norm="batch", dropout=0.5)
+        out, downs = _shapes_on_meta(g, torch.empty(1, 3, 256, 256), nn.Conv2d)
+    assert out == (1, 3, 256, 256)
+    # Eight stride-2 convs, 256 -> 1: C64-C128-C256-C512-C512-C512-C512-C512 (pix2pix appendix 6.1.1).
+    assert [(s[1], s[2]) for s in downs] == [(64, 128), (128, 64), (256, 32), (512, 16), (512, 8), (512, 4),
+                                             (512, 2), (512, 1)]
+    assert sum(isinstance(m, nn.Dropout) for m in g.modules()) == 3  # CD512 x 3 next to the bottleneck
+    # ganzoo keeps a bias on the 1x1 bottleneck conv, which no norm follows (the reference drops it): +8 ngf.
+    assert _params(g) == REF_UNET_256 + 8 * 64
+
+
+def test_cyclegan_resnet_at_256_has_nine_blocks_and_the_reference_size():
+    with torch.device("meta"):
+        g = ResnetGenerator(3, 3, ngf=64, n_blocks=9, norm="instance")
+        out, blocks = _shapes_on_meta(g, torch.empty(1, 3, 256, 256), ResnetBlock)
+    assert out == (1, 3, 256, 256)
+    # c7s1-64, d128, d256, R256 x 9 at 64x64, u128, u64, c7s1-3 (CycleGAN appendix 7.2).
+    assert blocks == [torch.Size([1, 256, 64, 64])] * 9
+    # ganzoo's instance norms are affine (a scale and shift per channel; the reference's are not):
+    # two per norm over 64 + 128 + 256 + 9 x 2 x 256 + 128 + 64 channels.
+    assert _params(g) == REF_RESNET_9 + 2 * (64 + 128 + 256 + 18 * 256 + 128 + 64)
+
+
+def test_patchgan_at_256_is_the_70x70_discriminator():
+    with torch.device("meta"):
+        d_pix = PatchDiscriminator(6, 256, ndf=64, n_layers=3, norm="batch")
+        d_cyc = PatchDiscriminator(3, 256, ndf=64, n_layers=3, norm="instance")
+        assert d_pix(torch.empty(1, 6, 256, 256)).shape == (1, 1, 30, 30)  # 30x30 patches of 70x70 pixels
+    assert _params(d_pix) == REF_PATCH_PIX2PIX
+    assert _params(d_cyc) == REF_PATCH_CYCLEGAN + 2 * (128 + 256 + 512)  # affine instance norms again
+
+
+def test_the_variants_build_the_papers_nets_at_256():
+    """Built by the variants from their defaults (on the CPU: ~0.3 GB of weights, no forward pass)."""
+    spec = data_spec(make_prepared("unpaired", n=2, size=8))
+    spec = spec.model_copy(update={"image_shape": (3, 256, 256), "image_shape_b": (3, 256, 256)})
+    cyc = registry.build(Config(variant="cyclegan"), spec, "cpu")
+    assert sum(isinstance(m, ResnetBlock) for m in cyc.nets["g_ab"].modules()) == 9  # 6 below 256 px
+    assert _params(cyc.nets["d_a"]) == REF_PATCH_CYCLEGAN + 2 * (128 + 256 + 512)
+    del cyc
+    pix = registry.build(Config(variant="pix2pix"), spec.model_copy(update={"kind": "paired"}), "cpu")
+    assert _params(pix.nets["g"]) == REF_UNET_256 + 8 * 64 and _params(pix.nets["d"]) == REF_PATCH_PIX2PIX
+
+
 # --------------------------------------------------------------------------- image pool
 
 def _ids(t: torch.Tensor) -> list[float]:
@@ -243,6 +315,41 @@ def test_pool_fills_then_swaps_half_and_conserves_images():
         swapped += int((out != x).flatten(1).any(1).sum())
     assert pool.count == 6
     assert 0.4 < swapped / 2000 < 0.6  # swap with probability 1/2
+
+
+def _sequential_pool(pool_images: list, count: int, size: int, batch: torch.Tensor, gen: torch.Generator):
+    """The paper code's rule, one image at a time (the reference the device pool must match)."""
+    out, n = [], batch.shape[0]
+    fill = min(n, size - count)
+    swap = where = None
+    if n - fill:
+        swap = torch.rand(n - fill, generator=gen) > 0.5
+        where = torch.randint(size, (n - fill,), generator=gen)
+    for i in range(n):
+        if i < fill:
+            pool_images.append(batch[i])
+            out.append(batch[i])
+        elif swap[i - fill]:
+            k = int(where[i - fill])
+            out.append(pool_images[k])
+            pool_images[k] = batch[i]
+        else:
+            out.append(batch[i])
+    return torch.stack(out), count + fill
+
+
+@pytest.mark.parametrize("size", [1, 3, 7])
+def test_pool_matches_the_one_image_at_a_time_rule(size):
+    """Batches larger than the pool make images of one batch swap with each other: the
+    vectorised pool must return and keep exactly what the sequential rule does."""
+    pool, gen, data = ImagePool(size=size, seed=4), torch.Generator().manual_seed(4), torch.Generator().manual_seed(0)
+    ref: list = []
+    count = 0
+    for _ in range(30):
+        x = torch.randn(int(torch.randint(1, 2 * size + 3, (1,), generator=data)), 1, 2, 2, generator=data)
+        expected, count = _sequential_pool(ref, count, size, x, gen)
+        assert torch.equal(pool.query(x), expected)
+        assert pool.count == count and torch.equal(pool.images[:count], torch.stack(ref))
 
 
 def test_pool_state_round_trip_is_exact():

@@ -3,7 +3,12 @@ the served model), listing folders, uint8 <-> [-1, 1], resizing prepared tensors
 
 Pixel convention: stored images are uint8 in [0, 255]; networks see float in [-1, 1].
 Reading an image file: decode (a corrupt file is a `DataError` naming it), convert to the wanted
-channel count (16-bit and float grey rescaled first), centre-crop to a square and resize bicubically.
+channel count (16-bit and float grey rescaled first), then fit it to a square by the resize policy
+(`data.resize`): `center_crop` (the shorter side is scaled to the size, the rest centre-cropped:
+no distortion) or `stretch` (both sides scaled to the size, the aspect ratio lost: the resize step
+of pix2pix's `resize_and_crop`), bicubically. JPEGs larger than twice the target are decoded at a
+reduced DCT scale first (PIL's `draft`, as its thumbnails do), which makes big photos several
+times cheaper to read and leaves at least the target size for the bicubic resize.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")  # palette ("P") counts as colour
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights for RGB -> grayscale
 CHUNK = 1024  # images resized at once: bounds the float copy's memory
+RESIZE_POLICIES = ("center_crop", "stretch")
 
 
 # --------------------------------------------------------------------------- pixel ranges
@@ -52,13 +58,16 @@ def list_images(d: Path) -> list[Path]:
     return sorted(p for p in Path(d).iterdir() if is_image(p))
 
 
-def open_image(path, load: bool, name: str | None = None):
+def open_image(path, load: bool, name: str | None = None, draft=None):
     """PIL image of `path` (or a binary file object, called `name` in errors); `load` decodes now,
-    so a truncated file fails here, naming it."""
+    so a truncated file fails here, naming it. `draft(w, h)`, when given, returns the smallest
+    (w, h) the caller needs, which lets a JPEG decode at a reduced scale."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         im = Image.open(path)
+        if draft is not None and im.format == "JPEG":
+            im.draft(im.mode, draft(*im.size))
         if load:
             im.load()
         return im
@@ -93,20 +102,45 @@ def to_mode(im, channels: int):
     return im.convert("L" if channels == 1 else "RGB")
 
 
-def square_resize(im, size: int):
-    """Centre crop to a square (keeps the aspect ratio), then bicubic resize to size x size."""
+def check_resize(resize: str) -> str:
+    if resize not in RESIZE_POLICIES:
+        raise DataError(f"data.resize={resize!r} is unknown; use {' or '.join(RESIZE_POLICIES)}")
+    return resize
+
+
+def square_resize(im, size: int, resize: str = "center_crop", source: tuple[int, int] | None = None):
+    """Fit a PIL image to size x size by the resize policy (see the module docstring), bicubic.
+    `source`: the file's own (w, h) when `im` was decoded at a reduced scale; the crop is then
+    placed where it falls in the full image (a fractional box), so both decodes frame alike."""
     from PIL import Image
 
     w, h = im.size
+    if check_resize(resize) == "stretch":
+        return im if (w, h) == (size, size) else im.resize((size, size), Image.Resampling.BICUBIC)
+    if source is not None and source != (w, h):
+        sw, sh = source
+        s = min(sw, sh)
+        left, top = (sw - s) // 2, (sh - s) // 2
+        fx, fy = w / sw, h / sh
+        return im.resize((size, size), Image.Resampling.BICUBIC,
+                         box=(left * fx, top * fy, (left + s) * fx, (top + s) * fy))
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
     im = im.crop((left, top, left + s, top + s))
     return im if s == size else im.resize((size, size), Image.Resampling.BICUBIC)
 
 
-def image_array(im, size: int) -> np.ndarray:
-    """PIL image (already in its mode) -> uint8 CHW array, square-resized to `size`."""
-    a = np.asarray(square_resize(im, size), dtype=np.uint8)
+def draft_size(w: int, h: int, size: int, resize: str = "center_crop") -> tuple[int, int]:
+    """The smallest decoded (w, h) that still covers `size` after the resize policy."""
+    if resize == "stretch":
+        return size, size
+    s = max(1, min(w, h))
+    return -(-size * w // s), -(-size * h // s)  # ceil: the shorter side stays >= size
+
+
+def image_array(im, size: int, resize: str = "center_crop", source: tuple[int, int] | None = None) -> np.ndarray:
+    """PIL image (already in its mode) -> uint8 CHW array, fitted to size x size."""
+    a = np.array(square_resize(im, size, resize, source), dtype=np.uint8)  # a writable copy: torch.from_numpy shares it
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
@@ -116,14 +150,28 @@ def load_image(path, channels: int, name: str | None = None):
         return to_mode(im, channels)
 
 
-def read_image(path: Path, channels: int, size: int) -> np.ndarray:
+def decode_file(path, channels: int, size: int, resize: str = "center_crop",
+                name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image -> (uint8 CHW array fitted to size x size, the file's own (w, h))."""
+    own: list[tuple[int, int]] = []
+
+    def draft(w: int, h: int) -> tuple[int, int]:
+        own.append((w, h))
+        return draft_size(w, h, size, resize)
+
+    with open_image(path, load=True, name=name, draft=draft) as im:
+        source = own[0] if own else im.size
+        return image_array(to_mode(im, channels), size, resize, source), source
+
+
+def read_image(path: Path, channels: int, size: int, resize: str = "center_crop") -> np.ndarray:
     """One image file -> uint8 CHW array (channels, size, size)."""
-    return image_array(load_image(path, channels), size)
+    return decode_file(path, channels, size, resize)[0]
 
 
 def decode_image(data: bytes, channels: int, size: int, name: str = "image") -> np.ndarray:
     """Encoded image bytes (PNG, JPEG...) -> uint8 CHW array, the same conversion as a file."""
-    return image_array(load_image(io.BytesIO(data), channels, name=name), size)
+    return decode_file(io.BytesIO(data), channels, size, name=name)[0]
 
 
 # --------------------------------------------------------------------------- prepared tensors

@@ -1,4 +1,6 @@
-"""Image sources -> `RawImages` (uint8 NCHW tensors at the source's native size).
+"""Image sources -> `RawImages`: uint8 NCHW tensors at the source's native size, or for image
+folders `FileRows` that decode the files a chunk at a time at the target size (so `prepare` never
+holds the whole folder; `load_images` decodes them all when asked for tensors).
 
 Every source works offline when its files are on disk; downloads are only a fallback. Errors
 are `DataError`s whose one-line message names the culprit (key, file or folder) and the fix.
@@ -14,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganzoo.data.images import IMAGE_EXTS, channels_of, list_images, read_image
+from ganzoo.data.images import IMAGE_EXTS, channels_of, check_resize, list_images
+from ganzoo.data.rows import FileRows, SizeReport
 from ganzoo.errors import DataError
 
 DEFAULT_ROOT = "data/raw"
-TRANSLATION_SOURCES = ("paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired")
+TRANSLATION_SOURCES = ("paired_folder", "unpaired_folder", "digits_paired", "digits_unpaired",
+                       "photos_paired", "photos_unpaired")
 
 # torchvision's folder names and class names, so a torchvision download root works as is.
 IDX_DATASETS = {
@@ -31,13 +35,16 @@ IDX_SPLITS = ("train", "t10k")
 
 @dataclass
 class RawImages:
-    images: torch.Tensor  # uint8 (N, C, H, W)
+    images: torch.Tensor | FileRows  # uint8 (N, C, H, W); FileRows already at the target size
     labels: torch.Tensor | None = None  # int64 (N,)
     classes: list[str] | None = None
     origin: str = ""  # which files were read, for the manifest
+    test_images: torch.Tensor | None = None  # a held-out split, when the source has one (photos)
+    test_labels: torch.Tensor | None = None
 
 
-def load_images(data_cfg) -> RawImages:
+def load_images(data_cfg, lazy: bool = False) -> RawImages:
+    """The source's images; `lazy` leaves a folder's files undecoded (FileRows) for `prepare`."""
     source = data_cfg.source
     if source == "auto":  # the variant decides (ganzoo.variants.registry.resolve); data can't
         raise DataError("data.source='auto' was not resolved to a dataset; run through `ganzoo prepare` "
@@ -48,7 +55,10 @@ def load_images(data_cfg) -> RawImages:
     loader = LOADERS.get(source)
     if loader is None:
         raise DataError(f"data.source={source!r} is unknown; valid: {', '.join(sorted(LOADERS))}")
-    return loader(data_cfg)
+    raw = loader(data_cfg)
+    if isinstance(raw.images, FileRows) and not lazy:
+        raw.images = torch.from_numpy(raw.images.read(0, raw.images.shape[0]))
+    return raw
 
 
 def _first_line(exc: BaseException) -> str:
@@ -206,16 +216,27 @@ def load_folder(data_cfg) -> RawImages:
     if data_cfg.limit:  # decode only what will be kept
         files, labels = files[:data_cfg.limit], labels[:data_cfg.limit] if labels else None
     channels = channels_of(files, data_cfg.channels)
-    # Sizes may differ between files, so each is resized as it loads, letting them stack.
-    images = np.stack([read_image(p, channels, data_cfg.image_size) for p in files])
+    # Sizes may differ between files, so each is resized as it is decoded, by the resize policy.
+    rows = FileRows(files, channels, data_cfg.image_size, check_resize(data_cfg.resize),
+                    SizeReport(data_cfg.image_size))
     what = f"{len(files)} files" + (f", {len(classes)} classes" if classes else "")
-    return RawImages(images=torch.from_numpy(images),
+    return RawImages(images=rows,
                      labels=torch.tensor(labels, dtype=torch.int64) if labels is not None else None,
                      classes=classes, origin=f"{root} ({what})")
 
 
+def load_photos(data_cfg) -> RawImages:
+    """The embedded colour task: crops of scikit-learn's two sample photos (ganzoo.data.photos)."""
+    from ganzoo.data import photos
+
+    t = photos.photo_crops(data_cfg)
+    return RawImages(images=t["x"], labels=t["y"], classes=list(photos.PHOTOS), origin=photos.CROPS_ORIGIN,
+                     test_images=t["x_test"], test_labels=t["y_test"])
+
+
 LOADERS = {
     "digits": load_digits,
+    "photos": load_photos,
     "mnist": load_idx,
     "fashion_mnist": load_idx,
     "cifar10": load_cifar10,

@@ -15,6 +15,8 @@ Folder layouts (`data.root`):
 - `unpaired_folder`, CycleGAN layout: `trainA/`, `trainB/`, `testA/`, `testB/`, all required.
 
 Both domains get one channel count: `data.channels`, else 3 when any image is colour, else 1.
+Every image is fitted to `data.image_size` by the resize policy `data.resize` (ganzoo.data.images);
+folders are decoded a chunk at a time while `prepare` writes them (ganzoo.data.rows).
 `data.direction=BtoA` swaps A and B of paired data (the input becomes B). `data.limit` keeps the
 first N training images (pairs / images of each domain).
 
@@ -25,6 +27,8 @@ Embedded defaults, built from scikit-learn's bundled digits (no network), 20% he
   A and B come from disjoint halves of the images, so no digit appears in both domains: there
   are no pairs to learn from, yet the true mapping (dilate + invert) is known and the class
   labels (`y_a`, `y_b`, ...) let evaluation check that translation keeps the digit.
+
+The embedded colour tasks `photos_paired` and `photos_unpaired` are built in ganzoo.data.photos.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganzoo.data.images import IMAGE_EXTS, channels_of, convert, image_array, list_images, load_image
+from ganzoo.data import photos
+from ganzoo.data.images import IMAGE_EXTS, channels_of, check_resize, convert, list_images
 from ganzoo.data.prepared import Prepared
+from ganzoo.data.rows import FileRows, PairRows, SizeReport, matched_pair, side_by_side
 from ganzoo.data.sources import load_digits
 from ganzoo.errors import DataError
 
@@ -56,28 +61,11 @@ def _require_dir(d: Path, what: str) -> Path:
     return d
 
 
-def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(arrays)).contiguous()
-
-
 def _limit(files: list, data_cfg) -> list:
     return files[:data_cfg.limit] if data_cfg.limit else files
 
 
 # --------------------------------------------------------------------------- paired folders
-
-def _side_by_side(files: list[Path], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    a, b = [], []
-    for p in files:
-        im = load_image(p, channels)
-        w, h = im.size
-        if w % 2:
-            raise DataError(f"{p} is {w} pixels wide, odd, so it cannot hold A and B side by side; "
-                            "crop it to an even width or use the A/ B/ layout")
-        a.append(image_array(im.crop((0, 0, w // 2, h)), size))
-        b.append(image_array(im.crop((w // 2, 0, w, h)), size))
-    return _stack(a), _stack(b)
-
 
 def _match(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
     fa, fb = {p.stem: p for p in list_images(dir_a)}, {p.stem: p for p in list_images(dir_b)}
@@ -92,16 +80,10 @@ def _match(dir_a: Path, dir_b: Path) -> list[tuple[Path, Path]]:
     return [(fa[k], fb[k]) for k in sorted(fa)]
 
 
-def _pairs(pairs: list[tuple[Path, Path]], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    a, b = [], []
-    for pa, pb in pairs:
-        ia, ib = load_image(pa, channels), load_image(pb, channels)
-        if ia.size != ib.size:
-            raise DataError(f"{pa} is {ia.size[0]}x{ia.size[1]} but its pair {pb} is {ib.size[0]}x{ib.size[1]}; "
-                            "paired images must have the same size")
-        a.append(image_array(ia, size))
-        b.append(image_array(ib, size))
-    return _stack(a), _stack(b)
+def _pairs(items: list, decode, data_cfg, channels: int, report: SizeReport) -> tuple[object, object]:
+    rows = PairRows(items, decode(channels, data_cfg.image_size, check_resize(data_cfg.resize), report),
+                    channels, data_cfg.image_size, report)
+    return rows.a, rows.b
 
 
 def _test_dir(parent: Path, what: str) -> Path:
@@ -116,8 +98,9 @@ def _paired_pix2pix(root: Path, data_cfg) -> tuple[dict, str]:
     test = list_images(_test_dir(root, "pix2pix layout: A|B side-by-side test images"))
     train = _limit(train, data_cfg)
     ch = channels_of(train + test, data_cfg.channels)
-    a, b = _side_by_side(train, ch, data_cfg.image_size)
-    a_t, b_t = _side_by_side(test, ch, data_cfg.image_size)
+    report = SizeReport(data_cfg.image_size)
+    a, b = _pairs(train, side_by_side, data_cfg, ch, report)
+    a_t, b_t = _pairs(test, side_by_side, data_cfg, ch, report)
     return {"a": a, "b": b, "a_test": a_t, "b_test": b_t}, f"{root} (pix2pix layout, {len(train)}+{len(test)} pairs)"
 
 
@@ -137,8 +120,9 @@ def _paired_ab(root: Path, data_cfg) -> tuple[dict, str]:
         layout = "flat A/ B/, every fifth pair held out"
     train = _limit(train, data_cfg)
     ch = channels_of([p for pair in train + test for p in pair], data_cfg.channels)
-    a, b = _pairs(train, ch, data_cfg.image_size)
-    a_t, b_t = _pairs(test, ch, data_cfg.image_size)
+    report = SizeReport(data_cfg.image_size)
+    a, b = _pairs(train, matched_pair, data_cfg, ch, report)
+    a_t, b_t = _pairs(test, matched_pair, data_cfg, ch, report)
     return {"a": a, "b": b, "a_test": a_t, "b_test": b_t}, f"{root} ({layout}, {len(train)}+{len(test)} pairs)"
 
 
@@ -151,7 +135,7 @@ def _root(data_cfg) -> Path:
     return root
 
 
-def _swap(tensors: dict, direction: str) -> dict:
+def swap_direction(tensors: dict, direction: str) -> dict:
     """BtoA: the model's input (a) is the right/B half."""
     if direction == "AtoB":
         return tensors
@@ -159,10 +143,10 @@ def _swap(tensors: dict, direction: str) -> dict:
     return {swap.get(k, k): v for k, v in tensors.items()}
 
 
-def _manifest(data_cfg, tensors: dict, origin: str, classes=None) -> dict:
+def translation_manifest(data_cfg, tensors: dict, origin: str, classes=None) -> dict:
     return {"source": data_cfg.source, "root": data_cfg.root, "image_size": data_cfg.image_size,
             "channels": int(tensors["a"].shape[1]), "classes": classes, "origin": origin,
-            "direction": data_cfg.direction, "limit": data_cfg.limit}
+            "direction": data_cfg.direction, "limit": data_cfg.limit, "resize": data_cfg.resize}
 
 
 def build_paired_folder(data_cfg) -> Prepared:
@@ -177,8 +161,8 @@ def build_paired_folder(data_cfg) -> Prepared:
     else:
         raise DataError(f"missing split folder {root}/train/ (pix2pix layout) or {root}/A/ and {root}/B/ "
                         "(matched by file name); arrange the data in one of these layouts")
-    tensors = _swap(tensors, data_cfg.direction)
-    return Prepared("paired", tensors, _manifest(data_cfg, tensors, origin))
+    tensors = swap_direction(tensors, data_cfg.direction)
+    return Prepared("paired", tensors, translation_manifest(data_cfg, tensors, origin))
 
 
 def build_unpaired_folder(data_cfg) -> Prepared:
@@ -189,9 +173,11 @@ def build_unpaired_folder(data_cfg) -> Prepared:
     files = {k: list_images(d) for k, d in dirs.items()}
     files["a"], files["b"] = _limit(files["a"], data_cfg), _limit(files["b"], data_cfg)
     ch = channels_of([p for fs in files.values() for p in fs], data_cfg.channels)
-    tensors = {k: _stack([image_array(load_image(p, ch), data_cfg.image_size) for p in fs]) for k, fs in files.items()}
+    report = SizeReport(data_cfg.image_size)
+    tensors = {k: FileRows(fs, ch, data_cfg.image_size, check_resize(data_cfg.resize), report)
+               for k, fs in files.items()}
     counts = ", ".join(f"{dirs[k].name} {len(fs)}" for k, fs in files.items())
-    return Prepared("unpaired", tensors, _manifest(data_cfg, tensors, f"{root} (CycleGAN layout: {counts})"))
+    return Prepared("unpaired", tensors, translation_manifest(data_cfg, tensors, f"{root} (CycleGAN layout: {counts})"))
 
 
 # --------------------------------------------------------------------------- embedded digits
@@ -199,7 +185,7 @@ def build_unpaired_folder(data_cfg) -> Prepared:
 def _digits(data_cfg) -> tuple[torch.Tensor, torch.Tensor]:
     raw = load_digits(data_cfg)
     x, y = raw.images, raw.labels
-    assert y is not None, "the embedded digits are labelled"
+    assert isinstance(x, torch.Tensor) and y is not None, "the embedded digits are a labelled tensor"
     if data_cfg.limit:
         x, y = x[:data_cfg.limit], y[:data_cfg.limit]
     return convert(x, data_cfg.image_size, 1), y
@@ -242,9 +228,9 @@ def build_digits_paired(data_cfg) -> Prepared:
     train, test = _split(len(x))
     tensors = {"a": a[train], "b": b[train], "a_test": a[test], "b_test": b[test],
                "y": y[train], "y_test": y[test]}
-    tensors = {k: v.contiguous() for k, v in _swap(tensors, data_cfg.direction).items()}
+    tensors = {k: v.contiguous() for k, v in swap_direction(tensors, data_cfg.direction).items()}
     origin = "sklearn.datasets.load_digits: A = outline (morphological gradient), B = digit"
-    return Prepared("paired", tensors, _manifest(data_cfg, tensors, origin, [str(i) for i in range(10)]))
+    return Prepared("paired", tensors, translation_manifest(data_cfg, tensors, origin, [str(i) for i in range(10)]))
 
 
 def build_digits_unpaired(data_cfg) -> Prepared:
@@ -256,7 +242,20 @@ def build_digits_unpaired(data_cfg) -> Prepared:
     tensors = {k: (a if k.startswith("a") else b)[idx].contiguous() for k, idx in parts.items()}
     tensors.update({f"y_{k}": y[idx].contiguous() for k, idx in parts.items()})
     origin = "sklearn.datasets.load_digits: A = digit, B = thickened and inverted digit, disjoint halves"
-    return Prepared("unpaired", tensors, _manifest(data_cfg, tensors, origin, [str(i) for i in range(10)]))
+    return Prepared("unpaired", tensors, translation_manifest(data_cfg, tensors, origin, [str(i) for i in range(10)]))
+
+
+# --------------------------------------------------------------------------- embedded photos
+
+def build_photos_paired(data_cfg) -> Prepared:
+    tensors, origin = photos.paired_tensors(data_cfg)
+    tensors = swap_direction(tensors, data_cfg.direction)
+    return Prepared("paired", tensors, translation_manifest(data_cfg, tensors, origin))
+
+
+def build_photos_unpaired(data_cfg) -> Prepared:
+    tensors, origin = photos.unpaired_tensors(data_cfg)
+    return Prepared("unpaired", tensors, translation_manifest(data_cfg, tensors, origin))
 
 
 TRANSLATION_BUILDERS: dict[str, Callable[..., Prepared]] = {
@@ -264,4 +263,6 @@ TRANSLATION_BUILDERS: dict[str, Callable[..., Prepared]] = {
     "unpaired_folder": build_unpaired_folder,
     "digits_paired": build_digits_paired,
     "digits_unpaired": build_digits_unpaired,
+    "photos_paired": build_photos_paired,
+    "photos_unpaired": build_photos_unpaired,
 }

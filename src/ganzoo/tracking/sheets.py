@@ -9,7 +9,7 @@ from torchvision.utils import make_grid
 
 from ganzoo.config import Config
 from ganzoo.data.images import to_uint8, to_unit_range
-from ganzoo.data.prepared import prepared_path
+from ganzoo.data.prepared import load_prepared, prepared_path
 
 SHEET_SEED = 1234
 SHEET_SIZE = 64
@@ -19,7 +19,7 @@ TRANSLATE_SIZE = 8
 def translation_inputs(cfg: Config, paired: bool, n: int = TRANSLATE_SIZE) -> dict[str, torch.Tensor]:
     """The first n test inputs (else training inputs) of the prepared data, with their targets when
     paired, uint8 NCHW; memory-mapped so a large dataset is not read twice."""
-    tensors = torch.load(prepared_path(cfg.data) / "data.pt", map_location="cpu", weights_only=True, mmap=True)
+    tensors = load_prepared(prepared_path(cfg.data)).tensors
     split = "_test" if tensors.get("a_test") is not None and len(tensors["a_test"]) else ""
     out = {"a": tensors[f"a{split}"][:n].clone()}
     if paired and f"b{split}" in tensors:

@@ -63,7 +63,7 @@ class TrainResult:
 def data_spec(prep: Prepared) -> DataSpec:
     m = prep.manifest
     # Prepared images are NCHW, so the shape after N is (C, H, W).
-    shape_b = cast("tuple[int, int, int]", tuple(prep.tensors["b"].shape[1:])) if "b" in prep.tensors else None
+    shape_b = cast("tuple[int, int, int]", prep.shape("b")[1:]) if "b" in prep.tensors else None
     return DataSpec(kind=prep.kind, image_shape=prep.image_shape, num_classes=prep.num_classes,
                     classes=m.get("classes"), image_shape_b=shape_b,
                     content_hash=m.get("content_hash"), source=m.get("source"))
@@ -85,8 +85,8 @@ def check_data_fits(variant_cls, prep: Prepared, cfg: Config) -> None:
     elif have != "images":
         raise ConfigError(f"variant {cfg.variant!r} trains on images but data.source={cfg.data.source!r} "
                           f"gives {have} data; use digits, mnist, fashion_mnist, cifar10 or folder")
-    if prep.manifest.get("count", 0) and prep.kind == "images" and prep.tensors["x"].shape[0] < cfg.train.batch_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {prep.tensors['x'].shape[0]} "
+    if prep.manifest.get("count", 0) and prep.kind == "images" and prep.count("x") < cfg.train.batch_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {prep.count('x')} "
                           f"prepared images; lower train.batch_size")
 
 
@@ -143,7 +143,8 @@ class _Run:
         channels_last = use_channels_last(device, cfg.train.channels_last, variant.nets)
         # Small datasets live on the device (a batch is one index gather); large ones stream from host memory.
         sampler = StreamBatches if should_stream(prep, device) else DeviceBatches
-        self.batches = sampler(prep, cfg.train.batch_size, device, cfg.seed, ctx.rank, ctx.world, channels_last)
+        self.batches = sampler(prep, cfg.train.batch_size, device, cfg.seed, ctx.rank, ctx.world, channels_last,
+                               jitter=bool(cfg.data.jitter))
         self.batches.batches_per_step = variant.batches_per_step
 
         self.start, self.history = 0, []

@@ -8,7 +8,7 @@ code, both generators share one optimizer and both discriminators another.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,7 @@ class CycleGAN(TwoWayTranslator):
     name = "cyclegan"
     description = "unpaired translation: ResNet generators, PatchGAN, LSGAN + cycle + identity losses, image pool"
     HParams = CycleGANParams
+    paper_jitter: ClassVar[bool] = True  # load at 286, random crop 256, flip; A and B independently
 
     def build(self) -> None:
         hp = self.hp

@@ -44,6 +44,7 @@ class Pix2Pix(Variant):
     translates = True
     directions: ClassVar[tuple[str, ...]] = ("AtoB",)
     default_source: ClassVar[str] = "digits_paired"  # the embedded offline task this variant defaults to
+    paper_jitter: ClassVar[bool] = True  # load at 286, random crop 256, flip: the same on both halves
 
     def build(self) -> None:
         hp = self.hp

@@ -69,8 +69,13 @@ def resolve(cfg: Config) -> Config:
         _validate_hparams(name, values or {})
     hp = _validate_hparams(cfg.variant, cfg.model.get(cfg.variant) or {})
     update: dict = {"model": {cfg.variant: hp.model_dump(mode="json")}}
+    data: dict = {}
     if cfg.data.source == "auto":
-        update["data"] = cfg.data.model_copy(update={"source": get_variant(cfg.variant).default_source})
+        data["source"] = get_variant(cfg.variant).default_source
+    if cfg.data.jitter is None:  # the paper's augmentation: on for pix2pix and cyclegan
+        data["jitter"] = get_variant(cfg.variant).paper_jitter
+    if data:
+        update["data"] = cfg.data.model_copy(update=data)
     out = cfg.model_copy(update=update)
     out._resolved_for = cfg.variant
     return out
