@@ -112,15 +112,43 @@ def test_server_that_never_comes_back_is_recorded_locally_and_settled_later(in_t
     assert fake.steps(run_id, "eval/fid_classifier") == [STEPS]
 
 
-class LockMidRun(Hooks):
-    """At step 10, another connection takes an exclusive lock on the SQLite store for `hold_s`
-    seconds; the loop's log calls after that are timed."""
+class Interrupt(Hooks):
+    def __init__(self, exc):
+        self.exc = exc
 
-    def __init__(self, db: Path, hold_s: float):
-        self.db, self.hold_s, self.times, self.locked = db, hold_s, [], threading.Event()
+    def on_log(self, step, losses, images_per_s):
+        if step == 5:
+            raise self.exc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exc, status", [(KeyboardInterrupt(), "KILLED"), (RuntimeError("boom"), "FAILED")])
+def test_a_run_that_does_not_reach_its_end_is_still_closed(in_tmp, fake, exc, status):
+    cfg = load_config(None, [f"train.steps={STEPS}", *TINY, f"tracking.uri={fake.uri}"])
+    tracker = open_tracker(cfg)
+    with pytest.raises(type(exc)):
+        try:
+            train_loop(cfg, make_prepared(n=16, size=16), hooks=[tracker.training_hooks(), Interrupt(exc)])
+        finally:
+            tracker.close()  # as stages.train does
+    (run_id,) = fake.runs
+    assert fake.runs[run_id]["info"]["status"] == status and fake.steps(run_id, "loss_d") == [1, 2, 3, 4, 5]
+
+
+class LockMidRun(Hooks):
+    """At step 10, once the run is under way (the store set up and the tracker caught up: a lock
+    during MLflow's first schema migration is another story), another connection takes an exclusive
+    lock on the SQLite store for `hold_s` seconds; the loop's log calls after that are timed."""
+
+    def __init__(self, tracker, db: Path, hold_s: float):
+        self.tracker, self.db, self.hold_s, self.times, self.locked = tracker, db, hold_s, [], threading.Event()
 
     def on_log(self, step, losses, images_per_s):
         if step == 10:
+            deadline = time.monotonic() + 120
+            while self.tracker.run_id is None or self.tracker.worker.pending():
+                assert time.monotonic() < deadline, "the tracker never caught up"
+                time.sleep(0.05)
             threading.Thread(target=self.hold, daemon=True).start()
             assert self.locked.wait(30)
         elif step > 10:
@@ -143,7 +171,8 @@ def test_sqlite_store_locked_longer_than_mlflows_busy_timeout_loses_nothing(in_t
     steps = 40
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = load_config(None, [f"train.steps={steps}", *TINY, "tracking.flush_timeout=60"])
-    probe, tracker = LockMidRun(in_tmp / "mlflow.db", hold_s=21), open_tracker(cfg)
+    tracker = open_tracker(cfg)
+    probe = LockMidRun(tracker, in_tmp / "mlflow.db", hold_s=21)
     try:
         train_loop(cfg, make_prepared(n=16, size=16), hooks=[tracker.training_hooks(), probe])
     finally:

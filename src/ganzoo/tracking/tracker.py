@@ -65,10 +65,8 @@ class Tracker(NullTracker):
         self.client = None
         self.experiment_id = None
         self.run_id: str | None = None
-        self.finished = False
         self._training = False
         self._sidecar_dir: Path | None = None  # where this run's sidecar lives (training)
-        self._side: dict = {}
         self._side_lock = threading.Lock()
         self._sealed = False  # close() wrote the final record: the worker writes no more sidecars
         self._creating: str | None = None  # a run created by an action that may still be retried
@@ -151,7 +149,6 @@ class Tracker(NullTracker):
 
     def _terminate(self, status: str) -> None:
         self.api.set_terminated(self._run(), status)
-        self.finished = True
 
     def _settle(self, side: dict | None) -> None:
         """A previous command could not record its run's end (the store was away): record it now,
@@ -178,12 +175,12 @@ class Tracker(NullTracker):
         with self._side_lock:
             if self._sealed:
                 return
-            self._side = {"run_id": self.run_id, "experiment_id": self.experiment_id, "tracking_uri": self.uri,
-                          "step": step, "checkpoint": stamp}
+            side: dict[str, Any] = {"run_id": self.run_id, "experiment_id": self.experiment_id,
+                                    "tracking_uri": self.uri, "step": step, "checkpoint": stamp}
             if unlogged:
-                self._side["unlogged"] = unlogged
+                side["unlogged"] = unlogged
                 self._sealed = True
-            store.write_sidecar(self._sidecar_dir, self._side)
+            store.write_sidecar(self._sidecar_dir, side)
 
     # ------------------------------------------------------------------ evaluation
     def log_evaluation(self, checkpoint_path, metrics: dict, eval_dir: Path) -> None:
@@ -235,18 +232,18 @@ class Tracker(NullTracker):
         wait up to tracking.flush_timeout s for the queue; record locally what was not logged."""
         if self.worker is None:
             return
-        end = "FINISHED"
         if self._training and not self._end_submitted:
             in_flight = sys.exc_info()[0]  # close() runs in the stage's `finally`
             end = "KILLED" if in_flight is not None and issubclass(in_flight, KeyboardInterrupt) else "FAILED"
             self.submit(self._terminate, end, kind=f"run end ({end})", essential=True)
-        outcome = self.worker.close(self.cfg.tracking.flush_timeout)
+        worker, self.worker = self.worker, None  # closed once; the tracker is inactive from here
+        outcome = worker.close(self.cfg.tracking.flush_timeout)
         if not outcome:
             return
-        lost = dict(outcome.lost)
-        ended = next((k for k in lost if k.startswith("run end")), None)
-        record = {"what": outcome.summary(), "reason": outcome.reason, "at": _now_ms(), **(
-            {"run_end": ended[len("run end ("):-1]} if ended else {})}
+        record: dict[str, Any] = {"what": outcome.summary(), "reason": outcome.reason, "at": _now_ms()}
+        ended = next((k for k in outcome.lost if k.startswith("run end (")), None)
+        if ended:  # the status a later command records for this run (Tracker._settle)
+            record["run_end"] = ended[len("run end ("):-1]
         where = ""
         if self._training and self._sidecar_dir is not None:  # the newest checkpoint, not the last sidecar written
             self.write_sidecar(*self._latest, unlogged=record)
