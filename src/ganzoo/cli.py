@@ -1,4 +1,9 @@
-"""`ganzoo` command line: parse arguments, call a stage, print. No training logic lives here."""
+"""`ganzoo` command line: parse arguments, call a stage, print. No training logic lives here.
+
+Errors the user can fix end in one line on stderr and exit code 2: a GanzooError (bad params,
+data, checkpoint), or an environment failure (a full disk, a read-only or forbidden output
+folder: `ganzoo.files.StorageError`, or an OSError with such an errno from a library).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import sys
 
 from ganzoo.config import add_arguments, load_from_args
 from ganzoo.errors import EXIT_USER_ERROR, GanzooError
+from ganzoo.files import StorageError, describe_write_failure
 
 
 def _config(args):
@@ -154,12 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def environment_failure(err: Exception) -> str | None:
+    """One line for a failure the environment caused and the user can fix (full disk, read-only or
+    forbidden folder), else None (a bug keeps its traceback)."""
+    if isinstance(err, StorageError):
+        return err.strerror
+    where = getattr(err, "filename", None)
+    clear = describe_write_failure(where or "a file", err, action="use")
+    return clear.strerror if clear is not None else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except GanzooError as err:
         print(f"ganzoo: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:  # noqa: BLE001 -- only environment failures become one line; the rest re-raise
+        line = environment_failure(err)
+        if line is None:
+            raise
+        print(f"ganzoo: error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("ganzoo: interrupted; the last checkpoint is intact (resume with --resume)", file=sys.stderr)

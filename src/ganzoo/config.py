@@ -20,7 +20,13 @@ from ganzoo.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `train.lr=.inf` (or 1e400, which YAML reads as inf) trains NaNs.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# Seeds feed random.seed, torch.manual_seed and the samplers' `seed * 1000 + rank` (which must stay
+# within torch's 64-bit range): 0..2**32-1 is what numpy accepts too, and plenty of streams.
+MAX_SEED = 2**32 - 1
 
 
 DATA_SOURCES = (
@@ -91,7 +97,7 @@ class TrainConfig(_Section):
 
 class EvalConfig(_Section):
     n_samples: int = Field(default=2000, ge=2)
-    seed: int = 1234
+    seed: int = Field(default=1234, ge=0, le=MAX_SEED)
     batch_size: int = Field(default=500, ge=1)
     features: Literal["classifier", "inception"] = "classifier"
     inception_weights: str | None = None
@@ -109,6 +115,9 @@ class TrackingConfig(_Section):
     image_every: int = Field(default=500, ge=1)
     log_every: int = Field(default=50, ge=1)
     registered_name: str | None = None  # None: ganzoo-<variant>-<source>
+    # Seconds a finished command waits for logging that a slow or absent store held back; what is
+    # still queued then is recorded in the sidecar (training never waits on the store).
+    flush_timeout: float = Field(default=30.0, ge=0)
 
 
 class MonitorConfig(_Section):
@@ -127,7 +136,7 @@ class MonitorConfig(_Section):
 
 class Config(_Section):
     variant: str = "dcgan"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     data: DataConfig = Field(default_factory=DataConfig)
     model: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -140,6 +149,9 @@ class Config(_Section):
 
 
 # --------------------------------------------------------------------------- loading
+
+DEFAULT_PARAMS = "params.yaml"
+
 
 def suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
@@ -197,8 +209,19 @@ def read_params(path: str | Path) -> dict:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"params file {str(p)!r} not found; pass --params PATH to an existing YAML file")
+    if p.is_dir():
+        raise ConfigError(f"params file {str(p)!r} is a directory; pass --params PATH to a YAML file "
+                          f"(e.g. {str(p / DEFAULT_PARAMS)!r})")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"params file {str(p)!r} is not text (a binary file?); pass --params PATH "
+                          "to a YAML file such as params.yaml") from None
+    except OSError as exc:
+        raise ConfigError(f"params file {str(p)!r} cannot be read ({exc.strerror or exc}); "
+                          "fix its permissions or pass another --params") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
@@ -229,8 +252,6 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | 
         source = "--set" if from_cli or path is None else str(path)
         raise ConfigError(format_validation_error(err, source)) from None
 
-
-DEFAULT_PARAMS = "params.yaml"
 
 
 def add_arguments(parser) -> None:

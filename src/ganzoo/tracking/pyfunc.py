@@ -4,15 +4,21 @@ serves). The model's only artifact is the ganzoo checkpoint and its code is `mod
 and nothing else (no params.yaml, no data, no source tree).
 
 Request table (a pandas DataFrame; over REST, `{"dataframe_split": {"columns": [...], "data": [...]}}`),
-one row per request:
+one row per request, at most MAX_ROWS rows and MAX_IMAGES images in all (a served model must not be
+asked for unbounded memory: one over-large request answers 400 before anything is generated):
 
-- sampling variants: `n` (images, default 1, at most MAX_IMAGES), `seed` (default 0; the same seed
-  gives the same images), `label` (cgan: the class of all n images; omitted, classes are drawn
-  from the seed), `codes` (infogan: "cat=3,c1=0.5" as for `ganzoo sample --codes`).
+- sampling variants: `n` (images, a whole number, default 1), `seed` (a whole number, default 0;
+  the same seed gives the same images), `label` (cgan: the class of all n images; omitted, classes
+  are drawn from the seed), `codes` (infogan: "cat=3,c1=0.5" as for `ganzoo sample --codes`).
 - translation variants (pix2pix, cyclegan, discogan): `image` (a base64-encoded PNG; converted to
   the model's channel count, centre-cropped and resized to its image size, as `ganzoo translate`
   converts a file) and `direction` ("AtoB" default, or
   "BtoA" for the two-way variants).
+
+Any other column (a misspelt `lable`) is refused with 400 rather than ignored. That is why the
+signature declares outputs only: with input columns declared, MLflow drops unknown columns and
+casts `n` = 1.5 to 1 before the model sees the request. The accepted columns are in the model's
+metadata (`request_columns`) and its input example.
 
 Response: one row per image, columns `request` (the row it answers) and `image` (base64 PNG), so
 a REST client gets `{"predictions": [{"request": 0, "image": "iVBOR..."}, ...]}`.
@@ -22,6 +28,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import math
+import numbers
 from pathlib import Path
 
 import mlflow
@@ -38,7 +47,8 @@ from ganzoo.data.images import decode_image, png_bytes, to_unit_range
 from ganzoo.errors import ConfigError, GanzooError
 from ganzoo.sampling import generate, parse_codes, source_shape
 
-MAX_IMAGES = 1024  # per request row: a served model should not be asked for unbounded memory
+MAX_IMAGES = 1024  # per request, all rows together (~1.3 MB of PNGs at 32x32)
+MAX_ROWS = 256  # per request: each row is a separate generation (or a decoded input image)
 OUTPUT_SCHEMA = Schema([ColSpec("long", "request"), ColSpec("string", "image")])
 
 
@@ -67,6 +77,8 @@ def decode_png(text: str, shape: tuple[int, int, int]) -> torch.Tensor:
 
 
 def input_schema(variant) -> Schema:
+    """The request columns the model accepts (documentation and validation: see the module
+    docstring for why the logged signature leaves them out)."""
     if variant.translates:
         return Schema([ColSpec("string", "image"), ColSpec("string", "direction", required=False)])
     cols: list[ColSpec | TensorSpec] = [ColSpec("long", "n", required=False), ColSpec("long", "seed", required=False)]
@@ -75,6 +87,10 @@ def input_schema(variant) -> Schema:
     if variant.takes_codes:
         cols.append(ColSpec("string", "codes", required=False))
     return Schema(cols)
+
+
+def request_columns(variant) -> list[str]:
+    return [str(name) for name in input_schema(variant).input_names()]
 
 
 def input_example(variant) -> pd.DataFrame:
@@ -88,11 +104,52 @@ def input_example(variant) -> pd.DataFrame:
 
 
 def signature(variant) -> ModelSignature:
-    return ModelSignature(inputs=input_schema(variant), outputs=OUTPUT_SCHEMA)
+    return ModelSignature(inputs=None, outputs=OUTPUT_SCHEMA)  # inputs: ganzoo checks them (module docstring)
 
 
 def _present(value) -> bool:
     return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
+
+
+def whole_number(row: int, column: str, value, lo: int, hi: int, hint: str) -> int:
+    """A request value that must be an integer in lo..hi: 3 and 3.0 pass; 1.5, "3", true do not."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise bad_request(f"row {row}: {column} = {value!r} must be a whole number ({hint})")
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    elif math.isfinite(float(value)) and float(value).is_integer():
+        number = int(float(value))
+    else:
+        raise bad_request(f"row {row}: {column} = {value!r} must be a whole number ({hint})")
+    if not lo <= number <= hi:
+        raise bad_request(f"row {row}: {column} = {number} is out of range ({hint})")
+    return number
+
+
+def check_request(variant, frame: pd.DataFrame) -> list[int]:
+    """Refuse a request before any work: unknown columns, too many rows or images, non-integer
+    or out-of-range numbers. Returns each row's image count."""
+    allowed = request_columns(variant)
+    for col in frame.columns:
+        if col not in allowed:
+            close = difflib.get_close_matches(str(col), allowed, n=1)
+            hint = (" (it is unconditional)" if col == "label" else
+                    f" (did you mean {close[0]!r}?)" if close else "")
+            raise bad_request(f"unknown column {col!r}{hint}; this {variant.name} model takes {', '.join(allowed)}")
+    if not 1 <= len(frame) <= MAX_ROWS:
+        raise bad_request(f"{len(frame)} rows: send 1..{MAX_ROWS} rows per request (split larger requests)")
+    if variant.translates:
+        if "image" not in frame.columns:
+            raise bad_request(f"column 'image' is missing; this {variant.name} model takes {', '.join(allowed)}")
+        return [1] * len(frame)
+    counts = []
+    for i, n in enumerate(frame["n"] if "n" in frame.columns else [None] * len(frame)):
+        counts.append(whole_number(i, "n", n, 1, MAX_IMAGES, f"1..{MAX_IMAGES} images per request")
+                      if _present(n) else 1)
+    if sum(counts) > MAX_IMAGES:
+        raise bad_request(f"{sum(counts)} images in {len(frame)} rows: ask for at most {MAX_IMAGES} images "
+                          "per request, all rows together (split larger requests)")
+    return counts
 
 
 class GeneratorModel(PythonModel):
@@ -106,21 +163,25 @@ class GeneratorModel(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        counts = check_request(self.variant, frame)
         rows = []
-        for i, request in enumerate(frame.to_dict("records")):
-            images = self._translate(request) if self.variant.translates else self._sample(request)
+        for i, (request, n) in enumerate(zip(frame.to_dict("records"), counts, strict=True)):
+            images = self._translate(request) if self.variant.translates else self._sample(i, request, n)
             rows += [{"request": i, "image": encode_png(img)} for img in images]
         return pd.DataFrame(rows, columns=["request", "image"])
 
-    def _sample(self, request: dict) -> torch.Tensor:
+    def _sample(self, row: int, request: dict, n: int) -> torch.Tensor:
         # The CLI's own sampling path (same seeds, same errors), not a copy of it.
-        n = int(request["n"]) if _present(request.get("n")) else 1
-        if not 1 <= n <= MAX_IMAGES:
-            raise bad_request(f"n = {n}: ask for 1..{MAX_IMAGES} images per request row")
-        seed = int(request["seed"]) if _present(request.get("seed")) else 0
+        seed = 0
+        if _present(request.get("seed")):  # torch's generator takes any 64-bit seed
+            seed = whole_number(row, "seed", request["seed"], -(2**63), 2**64 - 1, "a 64-bit integer")
         labels = None
-        if _present(request.get("label")):
-            labels = torch.full((n,), int(request["label"]), dtype=torch.long)
+        if _present(request.get("label")):  # a column only conditional models accept (check_request)
+            classes = self.variant.data.num_classes or 1
+            label = whole_number(row, "label", request["label"], 0, classes - 1, f"classes are 0..{classes - 1}")
+            labels = torch.full((n,), label, dtype=torch.long)
+        if _present(request.get("codes")) and not isinstance(request["codes"], str):
+            raise bad_request(f"row {row}: codes = {request['codes']!r} must be text such as \"cat=3,c1=0.5\"")
         try:
             codes = parse_codes(request["codes"]) if _present(request.get("codes")) else None
             return generate(self.variant, n, seed=seed, labels=labels, codes=codes)
@@ -161,7 +222,9 @@ def log_generator(variant, checkpoint_path, name: str = "generator"):
         input_example=input_example(variant),
         pip_requirements=pip_requirements(),
         model_config={"device": "cpu"},
-        metadata={"ganzoo_variant": variant.name, "image_shape": list(variant.data.image_shape)},
+        metadata={"ganzoo_variant": variant.name, "image_shape": list(variant.data.image_shape),
+                  "request_columns": request_columns(variant), "max_images_per_request": MAX_IMAGES,
+                  "max_rows_per_request": MAX_ROWS},
     )
 
 

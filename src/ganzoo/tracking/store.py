@@ -65,6 +65,20 @@ def unreachable_reason(uri: str, timeout_s: float = 5.0) -> str | None:
     return None
 
 
+# MLflow's defaults (a 120 s timeout, 7 retries with back-off: ~4 minutes per call) suit a client
+# that must not lose a call; ganzoo retries in its background worker instead, so each call may give
+# up sooner and the worker notices a vanished server (and its return) within a minute.
+HTTP_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def tune_http_client(uri: str) -> None:
+    """Shorter MLflow HTTP timeouts and retries for an http(s) store, unless the user set them."""
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_CLIENT_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+
+
 def open_client(uri: str, experiment: str):
     """(MlflowClient, experiment_id), creating the experiment if needed. For SQLite, a file lock
     beside the database serialises this first contact: two processes that both find a fresh

@@ -7,6 +7,11 @@ read once (the only host sync), appended to the loss history and handed to the h
 bar, MLflow). Every `train.checkpoint_every` steps and at the end the full state is written
 atomically, so `resume` continues bit-for-bit on CPU.
 
+A run whose losses (checked at each log step, where the loop reads them anyway) or weights
+(checked before each checkpoint) turn NaN or infinite stops with one line and writes nothing, so a
+finite checkpoint is never replaced by a diverged one. The output folders are checked writable
+before any compute, and temp files left by a killed run are removed there.
+
 Under torchrun (WORLD_SIZE > 1) every rank runs this loop on its own data shard and noise;
 gradients are averaged at each optimizer step (`training.distributed`), logged losses and
 images/s cover all ranks (global batch = train.batch_size x WORLD_SIZE), and only rank 0 runs
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +36,10 @@ from ganzoo.data.prepared import Prepared
 from ganzoo.data.sampler import DeviceBatches
 from ganzoo.data.stream import StreamBatches, should_stream
 from ganzoo.errors import ConfigError
-from ganzoo.files import atomic_write_text
+from ganzoo.files import atomic_write_text, check_writable, remove_stale_temps
 from ganzoo.paths import RunPaths
 from ganzoo.training import distributed
-from ganzoo.training.checkpoint import save_checkpoint
+from ganzoo.training.checkpoint import keep_aside, restore_state, save_checkpoint
 from ganzoo.training.device import (
     make_train_step,
     resolve_device,
@@ -44,7 +50,7 @@ from ganzoo.training.device import (
 )
 from ganzoo.training.hooks import Hooks, Progress
 from ganzoo.training.monitor import BestKeeper, Health, Monitor
-from ganzoo.training.resume import checkpoint_to_resume, rank_state
+from ganzoo.training.resume import plan_start, rank_state
 from ganzoo.variants import registry
 from ganzoo.variants.base import DataSpec
 
@@ -132,8 +138,15 @@ class _Run:
             torch.set_num_threads(cfg.train.threads)
         check_data_fits(registry.get_variant(cfg.variant), prep, cfg)
         self.paths = RunPaths.of(cfg)
-        saved = checkpoint_to_resume(self.paths.last, cfg, resume, device, ctx.rank)
+        if ctx.rank == 0:  # the writer: find an unwritable output now, not after the compute
+            for folder, key in ((self.paths.checkpoint_dir, "train.out_dir"),
+                                (self.paths.metrics_dir, "train.metrics_dir")):
+                check_writable(folder, key)
+                remove_stale_temps(folder)
+        self.plan = plan_start(self.paths.last, cfg, resume, device, ctx.rank)
+        saved = self.plan.saved
         self.had_checkpoint = self.paths.last.exists()  # decided before rank 0 may write one
+        self.written: int | None = None  # the step of the last checkpoint this run wrote
 
         seed_everything(cfg.seed + ctx.rank)
         self.spec = data_spec(prep)
@@ -150,7 +163,7 @@ class _Run:
         self.start, self.history = 0, []
         self.acc: dict[str, torch.Tensor] = {}
         if saved is not None:
-            variant.load_state_dict(saved["state"])
+            restore_state(variant, saved["state"], self.paths.last)
             mine = rank_state(saved, ctx)
             if "sampler" in mine:
                 self.batches.load_state_dict(mine["sampler"])
@@ -169,10 +182,41 @@ class _Run:
                 net.to(memory_format=torch.channels_last)
         self.train_step = make_train_step(variant, device, cfg.train, ctx.world)
 
+    def nonfinite(self) -> str | None:
+        """What turned NaN/inf since the last log (the loss sums) or ever (weights, buffers), or None.
+        Run before a checkpoint only: it reads the device."""
+        for k, v in self.acc.items():
+            if not bool(torch.isfinite(v).all()):
+                return f"{k} (summed since step {self.history[-1]['step'] if self.history else self.start})"
+        for name, net in self.variant.nets.items():
+            flags = [t.isfinite().all() for t in net.state_dict().values() if t.is_floating_point()]
+            if flags and not bool(torch.stack(flags).all()):
+                return f"the weights of net {name!r}"
+        return None
+
+    def diverged(self, step: int, what: str) -> ConfigError:
+        last = self.paths.last
+        finite_step = self.written if self.written is not None else self.start if self.plan.saved else None
+        if finite_step is not None:
+            kept = f"{last} keeps step {finite_step}"
+        elif last.exists():
+            kept = f"{last} (not this run's) was left as it was"
+        else:
+            kept = "no checkpoint was written"
+        return ConfigError(f"training diverged: {what} became NaN or infinite by step {step}; stopped, {kept}. "
+                           "Lower the learning rate (train.lr, train.lr_g, train.lr_d) or check the data")
+
     def checkpoint(self, step: int, hooks: list[Hooks], path: Path | None = None) -> None:
-        # Every rank hands over its own streams (a collective, so every rank calls this).
+        """last.pt (or `path`: best.pt). Every rank hands over its own streams and its finiteness
+        check (a collective, so every rank calls this, and every rank stops together when one diverged)."""
         states = distributed.gather_objects({"sampler": self.batches.state_dict(), "rng": rng_state(self.device),
-                                             "acc": {k: v.detach().cpu() for k, v in self.acc.items()}}, self.ctx)
+                                             "acc": {k: v.detach().cpu() for k, v in self.acc.items()},
+                                             "nonfinite": self.nonfinite()}, self.ctx)
+        bad = next((s["nonfinite"] for s in states if s["nonfinite"]), None)
+        if bad is not None:
+            raise self.diverged(step, bad)
+        for s in states:
+            del s["nonfinite"]
         if self.ctx.rank != 0:
             return
         extra = {**states[0], "history": self.history}
@@ -182,8 +226,13 @@ class _Run:
             extra["monitor"] = {"best": self.keeper.state_dict(),
                                 "monitor": getattr(self.monitor, "state_dict", dict)()}
         target = path or self.paths.last
+        if target == self.paths.last and self.plan.replaces is not None and self.plan.replaces.exists():
+            kept = keep_aside(self.plan.replaces, self.plan.keep_as)
+            print(f"[ganzoo] kept the previous checkpoint as {kept}")
+            self.plan.replaces = None
         save_checkpoint(target, cfg=self.cfg, data=self.spec, step=step, variant=self.variant, extra=extra)
         if target == self.paths.last:
+            self.written = step
             write_history(self.paths.history, self.history)
         for h in hooks:
             h.on_checkpoint(step, target)
@@ -236,6 +285,9 @@ class _Run:
                 n = max(1, step - (self.history[-1]["step"] if self.history else 0))
                 means = distributed.mean_over_ranks(torch.stack(list(self.acc.values())).div(n), ctx)
                 values = dict(zip(self.acc, means.tolist(), strict=True))  # the one host sync
+                bad = [k for k, v in values.items() if not math.isfinite(v)]
+                if bad:
+                    raise self.diverged(step, f"{', '.join(bad)} (mean over the last {n} steps)")
                 self.acc = {}
                 ips = window_steps * images_per_step / max(time.perf_counter() - window_start, 1e-9)
                 self.history.append({"step": step, **values})

@@ -3,10 +3,16 @@
 `--resume no` starts fresh; `yes` continues last.pt (an error when it trains something else or is
 past train.steps); `auto` (what `dvc repro` and the flows use) continues when compatible and
 starts fresh otherwise, saying why.
+
+A checkpoint is never silently replaced: a run that starts fresh where `last.pt` exists (`no`, or
+`auto` meeting another config or a checkpoint past train.steps) keeps that file as
+`step-<N>.pt` beside it when it writes its own first checkpoint, and says so at the start. A run
+that stops before its first checkpoint leaves `last.pt` as it was.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +20,7 @@ import torch
 from ganzoo.config import Config
 from ganzoo.errors import ConfigError
 from ganzoo.training import distributed
-from ganzoo.training.checkpoint import read_checkpoint
+from ganzoo.training.checkpoint import checkpoint_step, kept_name, read_checkpoint
 from ganzoo.variants import registry
 
 # Keys that may change between a checkpoint and a resumed run without changing what is trained.
@@ -44,27 +50,47 @@ def incompatibility(saved: dict, cfg: Config) -> str | None:
     return None
 
 
-def checkpoint_to_resume(last: Path, cfg: Config, resume: str, device: torch.device, rank: int) -> dict | None:
-    """The checkpoint this run continues, or None to start fresh (see the module docstring)."""
-    if resume == "no" or not last.exists():
+@dataclass
+class StartPlan:
+    """How a run begins: the checkpoint it continues (None: fresh), and the existing last.pt it
+    does not continue, to keep as `keep_as` before this run writes its first checkpoint."""
+
+    saved: dict | None = None
+    replaces: Path | None = None
+    keep_as: Path | None = None
+
+
+def plan_start(last: Path, cfg: Config, resume: str, device: torch.device, rank: int) -> StartPlan:
+    """The checkpoint this run continues, or a fresh start that keeps the old one (module docstring)."""
+    if not last.exists():
         if resume == "yes":
             raise ConfigError(f"--resume: no checkpoint at {last}; train without --resume first")
-        return None
+        return StartPlan()
+    if resume == "no":
+        return _fresh(last, checkpoint_step(last), "--resume no", rank)
     saved = read_checkpoint(last, map_location=device)
     why = incompatibility(saved["config"], cfg)
     if why is not None:
         if resume == "yes":
             raise ConfigError(f"cannot resume {last}: its {why} differs from the current config; "
-                              f"restore it or train without --resume")
-        if rank == 0:
-            print(f"[ganzoo] {last} was trained with a different {why}; starting fresh")
-        return None
+                              f"restore it or train with --resume no (which keeps it as step-<N>.pt)")
+        return _fresh(last, saved["step"], f"it was trained with a different {why}", rank)
     if saved["step"] > cfg.train.steps:
         if resume == "yes":
             raise ConfigError(f"cannot resume {last}: it is at step {saved['step']} > train.steps="
-                              f"{cfg.train.steps}; raise train.steps or train without --resume")
-        return None
-    return saved
+                              f"{cfg.train.steps}; raise train.steps, or train with --resume no "
+                              "(which keeps it as step-<N>.pt)")
+        return _fresh(last, saved["step"], f"it is at step {saved['step']}, past train.steps={cfg.train.steps} "
+                      "(raise train.steps to continue it instead)", rank)
+    return StartPlan(saved=saved)
+
+
+def _fresh(last: Path, step: int | None, why: str, rank: int) -> StartPlan:
+    keep_as = kept_name(last, step)
+    if rank == 0:
+        print(f"[ganzoo] starting fresh instead of continuing {last}: {why}; that checkpoint is kept "
+              f"as {keep_as} when this run writes its first one")
+    return StartPlan(replaces=last, keep_as=keep_as)
 
 
 def rank_state(saved: dict, ctx: distributed.DistContext) -> dict:

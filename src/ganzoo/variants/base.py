@@ -14,17 +14,25 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 
 class HParams(BaseModel):
     """Hyper-parameters every variant has; each variant subclasses this with its paper's
-    defaults. Unknown keys in params.yaml's `model:` section are rejected."""
+    defaults. Unknown keys in params.yaml's `model:` section are rejected, and so is an
+    infinite or NaN float in any variant's fields (subclasses inherit both)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lr: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
+
+    @field_validator("betas", check_fields=False)  # also where a variant re-declares betas
+    @classmethod
+    def _betas_in_unit_interval(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):  # Adam's moment decays: torch raises outside [0, 1)
+            raise ValueError(f"Adam's betas must each be in [0, 1), e.g. [0.5, 0.999]; got {list(v)}")
+        return v
 
 
 class DataSpec(BaseModel):
