@@ -33,7 +33,7 @@ TINY_DCGAN = ["model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=8"]
 BASE = ["data.source=digits", "data.image_size=16", "train.steps=6", "train.log_every=2", "train.batch_size=16",
         "train.checkpoint_every=3", "train.progress=false", "tracking.log_every=2", "tracking.image_every=3",
         "eval.n_samples=64", "eval.batch_size=64", "eval.classifier_steps=20", "eval.kid_subset_size=32",
-        *TINY_DCGAN]
+        "monitor.eval_every=2", "monitor.n_probe=32", *TINY_DCGAN]
 NAME = "ganzoo-dcgan-digits"
 
 
@@ -103,10 +103,23 @@ def test_training_run_holds_params_tags_losses_images_and_checkpoint(project):
         assert [m.step for m in client.get_metric_history(run.info.run_id, loss)] == [2, 4, 6]
     history = [m.value for m in client.get_metric_history(run.info.run_id, "loss_d")]
     assert history == pytest.approx([row["loss_d"] for row in project.result.history], rel=1e-6)
-    images = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")
+              if a.path.endswith(".png") and a.path.startswith("images/samples")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in images) == [4, 6]  # crossed 3, then 6
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/last.pt"]
     assert side["step"] == 6
+
+
+@pytest.mark.slow
+def test_the_monitor_logs_health_by_step_the_probe_sheets_and_their_evolution(project):
+    client, run_id = project.client, sidecar(project.root)["run_id"]
+    for name in ("health/probe_coverage", "health/probe_entropy", "health/probe_fid_classifier"):
+        assert [m.step for m in client.get_metric_history(run_id, name)] == [2, 4, 6]
+    probes = [a.path for a in client.list_artifacts(run_id, "images")
+              if a.path.startswith("images/probe") and a.path.endswith(".png")]
+    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in probes) == [2, 4, 6]
+    assert [a.path for a in client.list_artifacts(run_id, "monitor")] == ["monitor/probe_evolution.gif"]
+    assert project.result.best is not None and project.result.best.exists()
 
 
 @pytest.mark.slow
@@ -284,7 +297,8 @@ def test_two_processes_on_one_fresh_sqlite_store_lose_nothing(project, tmp_path)
         for loss in ("loss_d", "loss_g", "images_per_s"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, loss)] == list(range(1, 13))
         pngs = [a for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
-        assert len(pngs) == 3
+        assert len([a for a in pngs if a.path.startswith("images/samples")]) == 3
+        assert len([a for a in pngs if a.path.startswith("images/probe")]) == 6  # the monitor, every 2 steps
     assert runs[0].data.params.keys() == runs[1].data.params.keys()
     assert {r.data.params["train.out_dir"] for r in runs} == {"a", "b"}
 

@@ -185,7 +185,8 @@ def sidecar_run(client, uri: str, checkpoint: str | Path) -> tuple[str | None, d
     side = read_sidecar(Path(checkpoint).parent)
     if side is None or side.get("tracking_uri") != uri:
         return None, side
-    if side.get("checkpoint") != checkpoint_stamp(checkpoint) or side.get("checkpoint") is None:
+    stamp = checkpoint_stamp(checkpoint)
+    if stamp is None or stamp not in (side.get("checkpoint"), side.get("best")):  # last.pt or best.pt
         return None, side
     try:
         run = client.get_run(side["run_id"])

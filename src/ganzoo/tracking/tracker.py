@@ -71,6 +71,7 @@ class Tracker(NullTracker):
         self._sealed = False  # close() wrote the final record: the worker writes no more sidecars
         self._creating: str | None = None  # a run created by an action that may still be retried
         self._latest: tuple[int, list[int] | None] = (0, None)  # the training thread's newest (step, stamp)
+        self.best_stamp: list[int] | None = None  # best.pt's stamp, when the monitor kept one
         self._end_submitted = False  # training reached its end and queued FINISHED
         self.worker: background.Worker | None = None
         why = store.unreachable_reason(self.uri)
@@ -177,6 +178,8 @@ class Tracker(NullTracker):
                 return
             side: dict[str, Any] = {"run_id": self.run_id, "experiment_id": self.experiment_id,
                                     "tracking_uri": self.uri, "step": step, "checkpoint": stamp}
+            if self.best_stamp is not None:  # best.pt, written by this run too
+                side["best"] = self.best_stamp
             if unlogged:
                 side["unlogged"] = unlogged
                 self._sealed = True
@@ -266,6 +269,7 @@ class _TrainingHooks(Hooks):
         self.last_image = 0
         self.ips = 0.0
         self._sheet_failed = False
+        self.probes: list = []  # the monitor's probe sheets, for the evolution GIF
 
     def on_start(self, cfg, variant, start_step):
         self.cfg, self.variant, self.prev_step = cfg, variant, start_step
@@ -333,7 +337,29 @@ class _TrainingHooks(Hooks):
         self.t.submit(lambda: self.t.api.log_image(self.t._run(), sheet, key="samples", step=step),
                       kind="sample sheets")
 
+    def on_eval(self, health):
+        """The monitor's numbers as metrics by step, and the fixed probe's sheet: the same samples at
+        every evaluation, so the UI's step slider shows them evolve (a GIF of all at the end)."""
+        if not self.t.active:
+            return
+        self.t.submit(self.t._log_metrics, {f"health/{k}": v for k, v in health.metrics.items()}, health.step,
+                      _now_ms(), kind="metric points")
+        if health.sheet is not None:
+            self.probes.append(health.sheet)
+            self.t.submit(lambda: self.t.api.log_image(self.t._run(), health.sheet, key="probe", step=health.step),
+                          kind="sample sheets")
+
+    def on_alarm(self, step, alarm):
+        if self.t.active:
+            self.t.submit(lambda: self.t.api.set_tag(self.t._run(), "ganzoo.alarm", f"step {step}: {alarm}"),
+                          kind="alarm tag")
+
     def on_checkpoint(self, step, path):
+        if Path(path) != self.paths.last:  # best.pt: recorded beside last.pt's stamp in the sidecar
+            if self.t.active and self.t._latest is not None:
+                self.t.best_stamp = store.checkpoint_stamp(path)
+                self.t.submit(self.t.write_sidecar, *self.t._latest, kind="sidecar updates")
+            return
         if self.t.active:
             self.t._latest = (step, store.checkpoint_stamp(path))
             self.t.submit(self.t.write_sidecar, *self.t._latest, kind="sidecar updates")
@@ -346,10 +372,23 @@ class _TrainingHooks(Hooks):
             self._image(step)
         path, history = Path(path), self.paths.history
         self.t.submit(self._end_files, path, history, kind="checkpoint and history artifacts")
+        if len(self.probes) > 1:
+            self.t.submit(self._probe_gif, list(self.probes), kind="probe evolution GIF")
         self.t._latest = (step, store.checkpoint_stamp(path))
         self.t.submit(self.t.write_sidecar, *self.t._latest, kind="sidecar updates")
         self.t.submit(self.t._terminate, "FINISHED", kind="run end (FINISHED)", essential=True)
         self.t._end_submitted = True
+
+    def _probe_gif(self, frames: list) -> None:
+        import tempfile
+
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory() as tmp:
+            gif = Path(tmp) / "probe_evolution.gif"
+            images = [Image.fromarray(f) for f in frames]
+            images[0].save(gif, save_all=True, append_images=images[1:], duration=400, loop=0)
+            self.t.api.log_artifact(self.t._run(), str(gif), "monitor")
 
     def _end_files(self, path: Path, history: Path) -> None:
         run_id = self.t._run()
