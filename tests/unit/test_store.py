@@ -215,3 +215,16 @@ def test_in_memory_and_stored_data_shapes_agree(tmp_path):
     save_prepared(built, tmp_path / "d")
     stored = load_prepared(tmp_path / "d")
     assert stored.image_shape == built.image_shape == (1, 8, 8) and stored.count("x") == 3
+
+
+@pytest.mark.gpu
+def test_stream_from_the_files_on_cuda_matches_the_cpu(tmp_path):
+    """Pinned reads, the side-stream copy and the jitter on the GPU give the CPU's batches."""
+    prep = prepare_data(DataConfig(source="digits_paired", limit=40, image_size=16, prepared_dir=str(tmp_path)))
+    cuda = StreamBatches(prep, 8, "cuda", seed=1, prefetch=2, jitter=True, channels_last=True)
+    cpu = StreamBatches(prep, 8, "cpu", seed=1, prefetch=0, jitter=True)
+    for _ in range(4):
+        a, b = cuda.next(), cpu.next()
+        for k in ("a", "b"):
+            assert a[k].is_cuda and a[k].is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(a[k].cpu(), b[k], atol=1e-5, rtol=0)

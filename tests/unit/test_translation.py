@@ -323,8 +323,8 @@ def _sequential_pool(pool_images: list, count: int, size: int, batch: torch.Tens
     fill = min(n, size - count)
     swap = where = None
     if n - fill:
-        swap = torch.rand(n - fill, generator=gen) > 0.5
-        where = torch.randint(size, (n - fill,), generator=gen)
+        swap = torch.rand(n - fill, generator=gen, device=gen.device) > 0.5
+        where = torch.randint(size, (n - fill,), generator=gen, device=gen.device)
     for i in range(n):
         if i < fill:
             pool_images.append(batch[i])
@@ -338,15 +338,20 @@ def _sequential_pool(pool_images: list, count: int, size: int, batch: torch.Tens
     return torch.stack(out), count + fill
 
 
-@pytest.mark.parametrize("size", [1, 3, 7])
-def test_pool_matches_the_one_image_at_a_time_rule(size):
+@pytest.mark.parametrize("size, device", [(1, "cpu"), (3, "cpu"), (7, "cpu"),
+                                          pytest.param(3, "cuda", marks=pytest.mark.gpu)])
+def test_pool_matches_the_one_image_at_a_time_rule(size, device):
     """Batches larger than the pool make images of one batch swap with each other: the
-    vectorised pool must return and keep exactly what the sequential rule does."""
+    vectorised pool must return and keep exactly what the sequential rule does (on CUDA with
+    the generator it hands over to: seeded by one draw of the CPU one)."""
     pool, gen, data = ImagePool(size=size, seed=4), torch.Generator().manual_seed(4), torch.Generator().manual_seed(0)
+    if device == "cuda":
+        gen = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
     ref: list = []
     count = 0
     for _ in range(30):
         x = torch.randn(int(torch.randint(1, 2 * size + 3, (1,), generator=data)), 1, 2, 2, generator=data)
+        x = x.to(device)
         expected, count = _sequential_pool(ref, count, size, x, gen)
         assert torch.equal(pool.query(x), expected)
         assert pool.count == count and torch.equal(pool.images[:count], torch.stack(ref))

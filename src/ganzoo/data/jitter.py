@@ -1,7 +1,7 @@
-"""The pix2pix / CycleGAN training jitter (Isola et al. 2017, sec. 6.2 and appendix; Zhu et al.
-2017, appendix 7.1): resize to 286 x 286, take a random 256 x 256 crop, flip it horizontally with
-probability 1/2. At other sizes the load size keeps the papers' ratio: round(size * 286 / 256)
-(32 -> 36, 64 -> 72, 128 -> 143).
+"""The pix2pix / CycleGAN training jitter: resize to 286 x 286, take a random 256 x 256 crop, flip
+it horizontally with probability 1/2 (pix2pix, Isola et al. 2017, appendix 6.2; CycleGAN's
+reference code trains with the same `--load_size 286 --crop_size 256` and flips). At other sizes
+the load size keeps the ratio: round(size * 286 / 256) (32 -> 36, 64 -> 72, 128 -> 143).
 
 Done on the training device as part of the batch gather (`DeviceBatches`, `StreamBatches`):
 a batch's crop offsets and flips are drawn from the sampler's own generator right after its
