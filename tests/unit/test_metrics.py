@@ -193,3 +193,34 @@ def test_save_grid_and_arrangements(tmp_path):
 
     z = interpolation_latents(torch.randn(2, 16), torch.randn(2, 16), steps=5)
     assert z.shape == (10, 16)
+
+
+# --------------------------------------------------------------------------- InfoGAN code accuracy
+
+def test_matched_code_accuracy_scores_a_code_ignoring_generator_one_tenth():
+    from ganzoo.evaluation.metrics import majority_code_purity, matched_code_accuracy
+
+    codes = torch.arange(10).repeat_interleave(50)
+    one_digit = torch.full_like(codes, 7)  # every code draws a 7
+    assert matched_code_accuracy(codes, one_digit, 10, 10) == pytest.approx(0.1)
+    assert majority_code_purity(codes, one_digit, 10, 10) == 1.0  # why the purity is not the paper's score
+
+
+def test_matched_code_accuracy_of_a_permutation_is_one():
+    from ganzoo.evaluation.metrics import matched_code_accuracy
+
+    codes = torch.arange(10).repeat_interleave(30)
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+    assert matched_code_accuracy(codes, perm[codes], 10, 10) == 1.0
+
+
+def test_matched_code_accuracy_on_a_hand_made_table():
+    from ganzoo.evaluation.metrics import matched_code_accuracy
+
+    # code 0: 8 x class 1, 2 x class 0; code 1: 6 x class 1, 4 x class 0. Majority would give
+    # both codes class 1; the matching must send code 0 -> 1, code 1 -> 0: (8 + 4) / 20.
+    codes = torch.tensor([0] * 10 + [1] * 10)
+    classes = torch.tensor([1] * 8 + [0] * 2 + [1] * 6 + [0] * 4)
+    assert matched_code_accuracy(codes, classes, 2, 2) == pytest.approx(12 / 20)
+    with pytest.raises(ValueError):
+        matched_code_accuracy(codes, classes + 5, 2, 2)

@@ -19,6 +19,8 @@ from ganzoo.evaluation.metrics import (
     extract,
     fid,
     kid,
+    majority_code_purity,
+    matched_code_accuracy,
     mode_coverage,
     modes_covered,
     precision_recall,
@@ -34,7 +36,8 @@ from ganzoo.evaluation.sheets import (
 __all__ = [
     "ClassifierError", "SmallCNN", "get_classifier", "predict", "train_classifier",
     "ClassifierFeatures", "FeatureError", "InceptionFeatures", "build_features", "inception_weights_path",
-    "class_kl", "compute_image_metrics", "extract", "fid", "kid", "mode_coverage", "modes_covered",
+    "class_kl", "compute_image_metrics", "extract", "fid", "kid",
+    "majority_code_purity", "matched_code_accuracy", "mode_coverage", "modes_covered",
     "precision_recall",
     "class_rows", "interpolation_latents", "interpolation_strip", "save_class_sheet", "save_interpolation_strip",
 ]

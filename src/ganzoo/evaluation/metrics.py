@@ -126,6 +126,50 @@ def class_kl(pred_labels: torch.Tensor, real_labels: torch.Tensor, num_classes: 
     return max(float((p * (p / q).log()).sum()), 0.0)
 
 
+# --------------------------------------------------------------------------- latent codes vs classes
+
+def code_class_table(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> torch.Tensor:
+    """(n_codes, n_classes) counts: row k, column c = samples drawn with code k judged class c."""
+    codes, classes = codes.long().cpu().flatten(), classes.long().cpu().flatten()
+    if codes.shape != classes.shape:
+        raise ValueError(f"one class per code needed, got {codes.numel()} codes and {classes.numel()} classes")
+    if codes.numel() and (codes.min() < 0 or codes.max() >= n_codes or classes.min() < 0 or classes.max() >= n_classes):
+        raise ValueError(f"codes must lie in [0, {n_codes}) and classes in [0, {n_classes})")
+    flat = torch.bincount(codes * n_classes + classes, minlength=n_codes * n_classes)
+    return flat.view(n_codes, n_classes)
+
+
+def matched_code_accuracy(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> float:
+    """InfoGAN's categorical-code accuracy as the paper scores it ("5% error" on MNIST): the
+    share of samples whose class is the one their code is matched to, under the best
+    one-to-one matching of codes to classes (Hungarian assignment on the code x class table).
+
+    Unlike a per-code majority vote, two codes cannot claim the same class: a generator that
+    ignores its code and draws one digit scores 1/n_classes, not 1.0. With more codes than
+    classes (or fewer), the unmatched ones count as wrong.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    table = code_class_table(codes, classes, n_codes, n_classes)
+    total = int(table.sum())
+    if total == 0:
+        raise ValueError("no samples to score")
+    rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
+    return float(table[rows, cols].sum()) / total
+
+
+def majority_code_purity(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> float:
+    """Mean over codes of the share of a code's samples in its most frequent class. Codes may share
+    a class, so a generator that ignores its code and draws one digit scores 1.0: a purity, not
+    the paper's accuracy (see matched_code_accuracy). Codes without samples are skipped."""
+    table = code_class_table(codes, classes, n_codes, n_classes).double()
+    per_code = table.sum(1)
+    used = per_code > 0
+    if not used.any():
+        raise ValueError("no samples to score")
+    return float((table.max(1).values[used] / per_code[used]).mean())
+
+
 # --------------------------------------------------------------------------- images -> metrics
 
 def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
