@@ -33,6 +33,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout  # torch's own dependency
+
 from ganzoo.config import Config, flatten
 from ganzoo.errors import ConfigError
 from ganzoo.evaluation import fingerprint as fp
@@ -231,8 +233,6 @@ def settle(client, name: str, version: str, chall: Standing, gate: str, margin: 
            lock: Path | None) -> tuple[Decision, Standing | None]:
     """Decide against the current champion and move the alias, under the lock; -> (decision,
     the champion it was decided against)."""
-    from filelock import FileLock, Timeout
-
     if lock is None:
         return _settle(client, name, version, chall, gate, margin)
     lock.parent.mkdir(parents=True, exist_ok=True)
