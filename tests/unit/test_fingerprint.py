@@ -107,7 +107,24 @@ def test_seeds_aggregate_into_mean_std_and_interval_and_refuse_mixed_fingerprint
     assert fid["mean"] == 12.0 and fid["std"] == pytest.approx(2.0) and fid["n"] == 3
     # t(0.975, 2) = 4.303: 12 +- 4.303 * 2 / sqrt(3)
     assert fid["ci_low"] == pytest.approx(12 - 4.9686, abs=1e-3) and fid["ci_high"] == pytest.approx(16.9686, abs=1e-3)
-    assert "step" not in out and "fid_classifier_ci_low" not in out and out["runs"]["2"]["checkpoint"] == "ck2.pt"
+    assert "step" not in out and "fid_classifier_ci_low" not in out and out["runs"]["2"]["from"] == "ck2.pt"
     other = {"classifier": fingerprint.make(["fid_classifier"], **{**PARTS, "generated": "500"})}
     with pytest.raises(Exception, match="generated"):
         aggregate([*runs[:2], {**runs[2], "fingerprint": other}])
+
+
+def test_aggregate_command_reads_metrics_files(tmp_path, capsys):
+    import json
+
+    from ganzoo.evaluation.aggregate import main
+
+    fp = {"classifier": fingerprint.make(["fid_classifier"], **PARTS)}
+    files = []
+    for i, v in enumerate([3.0, 5.0]):
+        files.append(tmp_path / f"s{i}" / "metrics.json")
+        files[-1].parent.mkdir()
+        files[-1].write_text(json.dumps({"fid_classifier": v, "fingerprint": fp}))
+    assert main([str(f) for f in files] + ["--out", str(tmp_path / "agg.json")]) == 0
+    out = json.loads((tmp_path / "agg.json").read_text())
+    assert out["fid_classifier"]["mean"] == 4.0 and out["runs"]["1"]["from"] == str(files[1])
+    assert main([str(files[0])]) == 2 and "at least 2" in capsys.readouterr().err

@@ -54,7 +54,7 @@ def aggregate(results: list[dict], level: float = 0.95) -> dict:
     score all runs have, the shared fingerprint, and which runs went in."""
     if len(results) < 2:
         raise ConfigError(f"aggregating needs at least 2 evaluations (seeds), got {len(results)}")
-    names = [str(r.get("checkpoint", f"run {i}")) for i, r in enumerate(results)]
+    names = [str(r.get("checkpoint") or r.get("metrics_file") or f"run {i}") for i, r in enumerate(results)]
     check_comparable(results, names)
     first = results[0]
     shared = [k for k, v in first.items() if _is_score(k, v) and all(_is_score(k, r.get(k)) for r in results)]
@@ -64,6 +64,44 @@ def aggregate(results: list[dict], level: float = 0.95) -> dict:
     if "fingerprint" in first:
         out["fingerprint"] = first["fingerprint"]
         out.update({k: v for k, v in first.items() if k.startswith("fingerprint_")})
-    out["runs"] = {str(i): {"checkpoint": names[i], "step": r.get("step")} for i, r in enumerate(results)}
+    out["runs"] = {str(i): {"from": names[i], "step": r.get("step")} for i, r in enumerate(results)}
     out["level"] = level
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ganzoo.evaluation.aggregate A/metrics.json B/metrics.json ... [--out FILE]`: the
+    metrics.json files of runs evaluated alike (a seed sweep, `dvc exp` folders) -> one summary."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from ganzoo.errors import EXIT_USER_ERROR, GanzooError
+    from ganzoo.files import atomic_write_text
+
+    ap = argparse.ArgumentParser(prog="python -m ganzoo.evaluation.aggregate", description=main.__doc__)
+    ap.add_argument("metrics", nargs="+", type=Path)
+    ap.add_argument("--level", type=float, default=0.95)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    try:
+        results = []
+        for path in args.metrics:
+            try:
+                results.append({**json.loads(path.read_text()), "metrics_file": str(path)})
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot read metrics file {path} ({type(exc).__name__}); pass metrics.json "
+                                  "files written by `ganzoo evaluate`") from None
+        text = json.dumps(aggregate(results, args.level), indent=2, sort_keys=True) + "\n"
+    except GanzooError as err:
+        print(f"ganzoo: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
