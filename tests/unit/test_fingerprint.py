@@ -33,8 +33,21 @@ def test_fingerprint_is_stable_and_each_part_changes_it():
     assert fingerprint.differences(a, None) == list(fingerprint.PARTS)  # no fingerprint: nothing comparable
 
 
+def test_dvc_metrics_diff_shows_a_fingerprint_change():
+    from dvc.utils.diff import diff  # what `dvc metrics diff` computes, on metrics.json's layout
+
+    old = {"fid_classifier": 30.0, "fingerprint": {"classifier": fingerprint.make(["fid_classifier"], **PARTS)}}
+    new_fp = fingerprint.make(["fid_classifier"], **{**PARTS, "generated": "500"})
+    new = {"fid_classifier": 33.0, "fingerprint": {"classifier": new_fp}}
+    changes = diff({"eval/dcgan/metrics.json": {"data": old}}, {"eval/dcgan/metrics.json": {"data": new}})
+    shown = changes["eval/dcgan/metrics.json"]
+    assert shown["fingerprint.classifier.generated"] == {"old": "100", "new": "500"}
+    assert "fingerprint.classifier.hash" in shown and "fid_classifier" in shown
+
+
 def tiny_cfg(tmp_path, *extra):
     return load_config(None, ["variant=dcgan", "model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=8",
+                              "model.infogan.ngf=8", "model.infogan.ndf=8", "model.infogan.z_dim=8",
                               "eval.n_samples=40", "eval.batch_size=40", "eval.classifier_steps=5",
                               "eval.kid_subset_size=16", "eval.bootstrap=10", f"eval.classifier_dir={tmp_path}",
                               *extra])
@@ -84,6 +97,9 @@ def test_unlabelled_colour_images_get_a_stated_rotation_space_and_no_class_metri
     assert set(m["fingerprint"]) == {"rotation"} and "rotation" in m["fingerprint"]["rotation"]["extractor"]
     # Metrics that need labels are absent, never zero.
     assert not {"mode_coverage", "modes_covered", "class_kl", "classifier_accuracy", "fid_classifier"} & set(m)
+    info = evaluate(tmp_path, photos, "variant=infogan")  # codes, but no classes to match them with
+    assert "infogan_traversal_change_c1" in info and "pixels" in info["fingerprint"]
+    assert "infogan_code_accuracy" not in info and "infogan_majority_purity" not in info
 
 
 def test_rotation_net_learns_rotations_of_structured_images():

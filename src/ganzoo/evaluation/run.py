@@ -64,17 +64,21 @@ def infogan_metrics(variant, classifier, num_classes: int, n: int, seed: int) ->
     """Categorical code against the classifier's classes, from n // n_cat samples per code:
     `infogan_code_accuracy`, the InfoGAN paper's score (best one-to-one matching of codes to
     classes), and `infogan_majority_purity` (each code's share in its most frequent class; codes
-    may share a class, so a code-ignoring generator scores 1.0 here and 1/n_classes above).
-    Continuous codes: `infogan_traversal_change_c<j>`, the mean absolute pixel change when code j
-    moves from -1 to +1 with everything else fixed (0 would mean the code is ignored)."""
+    may share a class, so a code-ignoring generator scores 1.0 here and 1/n_classes above)."""
     per = max(1, n // variant.n_cat)
     codes, classes = [], []
     for k in range(variant.n_cat):
         classes.append(predict(classifier, _generate(variant, per, seed, codes={"cat": k})))
         codes.append(torch.full((per,), k))
     code_t, class_t = torch.cat(codes), torch.cat(classes)
-    out = {"infogan_code_accuracy": matched_code_accuracy(code_t, class_t, variant.n_cat, num_classes),
-           "infogan_majority_purity": majority_code_purity(code_t, class_t, variant.n_cat, num_classes)}
+    return {"infogan_code_accuracy": matched_code_accuracy(code_t, class_t, variant.n_cat, num_classes),
+            "infogan_majority_purity": majority_code_purity(code_t, class_t, variant.n_cat, num_classes)}
+
+
+def traversal_metrics(variant, seed: int) -> dict:
+    """`infogan_traversal_change_c<j>`: the mean absolute pixel change when continuous code j moves
+    from -1 to +1 with everything else fixed (0 would mean the code is ignored); needs no labels."""
+    out = {}
     for j in range(1, variant.n_cont + 1):
         lo = _generate(variant, TRAVERSAL_SAMPLES, seed, codes={f"c{j}": -1.0})
         hi = _generate(variant, TRAVERSAL_SAMPLES, seed, codes={f"c{j}": 1.0})
@@ -189,10 +193,11 @@ def evaluate_synthesis(cfg: Config, variant, prep: Prepared, device, out: Path) 
         metrics.update(infogan_metrics(variant, classifier, num_classes, ev.n_samples, ev.seed))
         judged += ["infogan_code_accuracy", "infogan_majority_purity"]
         generated.append(f"{max(1, ev.n_samples // variant.n_cat)} per categorical code")
-        traversal = [f"infogan_traversal_change_c{j}" for j in range(1, variant.n_cont + 1)]
-        if traversal:
-            families["pixels"] = pixel_family(prep, ev, traversal, None, "", f"{TRAVERSAL_SAMPLES} per end",
-                                              "mean |G(c=+1) - G(c=-1)| / 2 over pixels, other inputs fixed")
+    if variant.takes_codes and variant.n_cont:
+        traversal = traversal_metrics(variant, ev.seed)
+        metrics.update(traversal)
+        families["pixels"] = pixel_family(prep, ev, list(traversal), None, "", f"{TRAVERSAL_SAMPLES} per end",
+                                          "mean |G(c=+1) - G(c=-1)| / 2 over pixels, other inputs fixed")
     if classifier is not None and judged:
         families["classes"] = class_family(classifier, prep, ev, judged, "x", "train", len(real),
                                            "; ".join(generated))
