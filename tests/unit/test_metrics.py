@@ -270,9 +270,11 @@ def test_bootstrap_replicate_is_the_fid_of_the_resampled_set():
 
     real, fake = gaussian(800, 12, seed=1), gaussian(500, 12, shift=0.2, seed=2)
     idx = torch.randint(500, (500,), generator=torch.Generator().manual_seed(3))
-    replicate = _ResampledFid(real, fake)
-    assert replicate(torch.bincount(idx, minlength=500)) == pytest.approx(fid(real, fake[idx]), rel=1e-9)
-    assert replicate(torch.ones(500, dtype=torch.long)) == pytest.approx(fid(real, fake), rel=1e-9)
+    exact = _ResampledFid(real, fake, torch.float64)
+    assert exact(torch.bincount(idx, minlength=500)) == pytest.approx(fid(real, fake[idx]), rel=1e-9)
+    assert exact(torch.ones(500, dtype=torch.long)) == pytest.approx(fid(real, fake), rel=1e-9)
+    fast = _ResampledFid(real + 50, fake + 50)  # float32 covariances, features far from 0
+    assert fast(torch.bincount(idx, minlength=500)) == pytest.approx(fid(real, fake[idx]), rel=1e-5)
 
 
 def test_fid_interval_is_as_wide_as_the_spread_of_fresh_samples():

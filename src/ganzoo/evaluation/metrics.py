@@ -98,14 +98,18 @@ class _ResampledFid:
     """FID of the real set against re-weighted generated sets (row i drawn counts[i] times).
 
     tr sqrt(S_r S_f) = tr sqrt(A S_f A) with A = S_r^(1/2): a symmetric eigenproblem per draw,
-    and A S_f A is just the covariance of the generated features projected by A, once.
+    and A S_f A is just the covariance of the generated features projected by A, once. The
+    per-draw O(n d^2) covariance runs in `dtype` (float32 by default: twice as fast, and ~1e-6
+    relative error is far below the interval's width); means, traces and A stay float64.
     """
 
-    def __init__(self, real: torch.Tensor, fake: torch.Tensor):
+    def __init__(self, real: torch.Tensor, fake: torch.Tensor, dtype: torch.dtype = torch.float32):
         self.mu_r, cov_r = _cov(real)
         evals, evecs = torch.linalg.eigh(cov_r)
         root = (evecs * evals.clamp(min=0).sqrt()) @ evecs.T
-        self.tr_r, self.fake, self.fake_sq, self.proj = cov_r.trace(), fake, fake.square(), fake @ root
+        self.tr_r, self.fake, self.fake_sq = cov_r.trace(), fake, fake.square()
+        # Centred first, so the float32 covariance does not subtract two large numbers.
+        self.proj = ((fake - fake.mean(0)) @ root).to(dtype)
 
     def __call__(self, counts: torch.Tensor) -> float:
         drawn = counts.nonzero().squeeze(1)  # ~37% of rows are not drawn: skip them in the O(n d^2) step
@@ -113,8 +117,8 @@ class _ResampledFid:
         n = float(w.sum())
         mu_f = (w @ self.fake[drawn]) / n
         var_f = ((w @ self.fake_sq[drawn]) - n * mu_f.square()) / (n - 1)  # tr S_f needs the diagonal only
-        _, cov_p = _cov(self.proj[drawn], w)
-        tr_sqrt = torch.linalg.eigvalsh(cov_p).clamp(min=0).sqrt().sum()
+        _, cov_p = _cov(self.proj[drawn], w.to(self.proj.dtype))
+        tr_sqrt = torch.linalg.eigvalsh(cov_p.double()).clamp(min=0).sqrt().sum()
         return float((self.mu_r - mu_f).square().sum() + self.tr_r + var_f.sum() - 2 * tr_sqrt)
 
 

@@ -125,9 +125,10 @@ def feature_family(extractor, prep: Prepared, ev, names: list[str], ref_key: str
                    ref_count: int, generated: int, estimator: str | None = None) -> dict:
     """The fingerprint of the feature-space metrics (fid/kid/precision/recall in one space)."""
     desc = extractor.describe()
+    kid_size = min(ev.kid_subset_size, ref_count, generated)
     estimator = estimator or (f"fid: Frechet distance, float64; kid: cubic polynomial kernel, unbiased MMD^2, "
-                 f"{KID_SUBSETS} subsets of {min(ev.kid_subset_size, ref_count, generated)} "
-                 f"(torch-fidelity's draws); precision/recall: k={ev.pr_k}")
+                              f"{KID_SUBSETS} subsets of {kid_size} (torch-fidelity's draws); "
+                              f"precision/recall: k={ev.pr_k}")
     if any(n.endswith("_ci_low") for n in names):
         estimator += f"; fid interval: {ev.bootstrap} bootstrap replicates over generated samples, level {ev.ci_level}"
     return fingerprint.make(names, extractor=fingerprint.extractor_part(desc),
