@@ -31,6 +31,7 @@ from ganzoo import stages
 from ganzoo.config import Config, load_config
 from ganzoo.data.images import to_unit_range
 from ganzoo.data.prepared import Prepared
+from ganzoo.evaluation.metrics import code_class_table, matched_code_accuracy
 from ganzoo.nets.blocks import DCGANDiscriminator, DCGANGenerator, init_dcgan_weights
 from ganzoo.variants import registry
 
@@ -252,25 +253,6 @@ def prepared_work(args: argparse.Namespace, variant: str, classifier: bool = Tru
 
 
 # --------------------------------------------------------------------------- InfoGAN's categorical code
-
-try:  # the evaluation's own scoring (issue 16); until it lands, the same computation here
-    from ganzoo.evaluation.metrics import matched_code_accuracy
-except ImportError:  # TEMPORARY copy: delete once ganzoo.evaluation.metrics has it
-    def matched_code_accuracy(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> float:
-        """Share of samples whose class is the one their code is matched to, under the best
-        one-to-one (Hungarian) matching of codes to classes: the paper's "5% error" on MNIST."""
-        from scipy.optimize import linear_sum_assignment
-
-        table = code_class_table(codes, classes, n_codes, n_classes)
-        rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
-        return float(table[rows, cols].sum()) / max(int(table.sum()), 1)
-
-
-def code_class_table(codes: torch.Tensor, classes: torch.Tensor, n_codes: int, n_classes: int) -> torch.Tensor:
-    """(n_codes, n_classes) counts: row k, column c = samples drawn with code k judged class c."""
-    codes, classes = codes.long().flatten().cpu(), classes.long().flatten().cpu()
-    return torch.bincount(codes * n_classes + classes, minlength=n_codes * n_classes).view(n_codes, n_classes)
-
 
 @torch.no_grad()
 def infogan_code_scores(checkpoint: Path, classifier: nn.Module, device, per_code: int = 500,

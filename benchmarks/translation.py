@@ -42,7 +42,7 @@ BENCH: dict[str, dict] = {
 }
 TARGETS = {"class_preservation": 0.9}  # on the unpaired task (issue 4)
 COLUMNS = [("l1", "L1", 3), ("psnr", "PSNR dB", 1), ("ssim", "SSIM", 3), ("cycle_error_a", "cycle A", 3),
-           ("cycle_error_b", "cycle B", 3), ("fid", "FID (classifier)", 2),
+           ("cycle_error_b", "cycle B", 3), ("fid_classifier", "FID (classifier)", 2),
            ("class_preservation", "class kept", 3)]
 
 

@@ -126,6 +126,9 @@ def register_task(cfg: Config, checkpoint: str) -> dict:
 def report_task(cfg: Config, metrics: dict, decision: dict | None) -> None:
     create_markdown_artifact(report_markdown(cfg, metrics, decision), key=artifact_key(cfg.variant, "report"),
                              description=f"ganzoo {cfg.variant}: metrics, MLflow run, registry decision")
+    if decision is not None:
+        create_markdown_artifact(decision_markdown(decision), key=artifact_key(cfg.variant, "registry"),
+                                 description=f"ganzoo {cfg.variant}: champion decision and the numbers behind it")
     sheets = sheets_markdown(cfg)
     if sheets:
         create_markdown_artifact(sheets, key=artifact_key(cfg.variant, "samples"),
@@ -175,6 +178,34 @@ def report_markdown(cfg: Config, metrics: dict, decision: dict | None) -> str:
     if decision is not None:
         lines += ["", f"Registry: {decision.get('message', json.dumps(decision))}"]
     return "\n".join(lines) + "\n"
+
+
+def _with_interval(value, low, high) -> str:
+    if value is None:
+        return "-"
+    return fmt(float(value)) + (f" [{fmt(float(low))}, {fmt(float(high))}]" if low is not None and high is not None
+                                else " (no interval)")
+
+
+def decision_markdown(decision: dict) -> str:
+    """The registry's champion decision: outcome, both sides' numbers with their intervals, the
+    gate that decided, and why (`ganzoo.tracking.registry.register_checkpoint`'s result)."""
+    outcome = decision.get("outcome", decision.get("alias", "?"))
+    version = decision.get("version")
+    champ = decision.get("previous_champion")
+    direction = "higher" if decision.get("higher_is_better") else "lower"
+    rows = [("outcome", f"**{outcome}**: v{version} is now `{decision.get('alias')}`"),
+            (f"this version (v{version})", _with_interval(decision.get("value"), decision.get("ci_low"),
+                                                          decision.get("ci_high"))),
+            (f"champion before (v{champ})" if champ else "champion before", _with_interval(
+                decision.get("previous_value"), decision.get("previous_ci_low"), decision.get("previous_ci_high"))),
+            ("metric", f"{decision.get('metric')} ({direction} is better)"),
+            ("gate", f"{decision.get('gate')}, margin {decision.get('margin')}"),
+            ("fingerprint", f"`{decision.get('fingerprint')}`"),
+            ("why", str(decision.get("reason", decision.get("message", ""))).replace("|", "\\|"))]
+    lines = [f"# Registry: {decision.get('name')} v{version}", "", "| | |", "|---|---|",
+             *(f"| {k} | {v} |" for k, v in rows), ""]
+    return "\n".join(lines)
 
 
 def sheets_markdown(cfg: Config) -> str | None:

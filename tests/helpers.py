@@ -16,14 +16,17 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # --------------------------------------------------------------------------- tiny data for fast CPU runs
 def make_prepared(kind: str = "images", n: int = 24, size: int = 16, channels: int = 1,
-                  classes: int = 10, seed: int = 0) -> Prepared:
-    """Random uint8 images in the prepared format (labels for `images`, pairs for translation)."""
+                  classes: int = 10, seed: int = 0, labels: bool = True) -> Prepared:
+    """Random uint8 images in the prepared format (labels for `images` unless labels=False, e.g.
+    colour photos without classes; pairs for translation)."""
     g = torch.Generator().manual_seed(seed)
 
     def imgs(c=channels, m=n):
         return torch.randint(0, 256, (m, c, size, size), generator=g, dtype=torch.uint8)
 
     manifest = {"source": "synthetic", "classes": [str(i) for i in range(classes)], "content_hash": f"syn{seed}"}
+    if kind == "images" and not labels:
+        return Prepared("images", {"x": imgs()}, {k: v for k, v in manifest.items() if k != "classes"})
     if kind == "images":
         y = torch.arange(n) % classes
         return Prepared("images", {"x": imgs(), "y": y}, manifest)

@@ -56,14 +56,21 @@ def cmd_classifier(args) -> int:
     from ganzoo import stages
 
     info = stages.fit_classifier(_config(args))
-    print(f"evaluation classifier {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}")
+    if info["path"] is None:
+        print(f"evaluation features: {info['space']} (nothing to train; no labels for a class judge)")
+    else:
+        print(f"evaluation {info['space']} net {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from ganzoo import stages
 
-    metrics = stages.evaluate(_config(args), args.checkpoint, track=False if args.no_track else None)
+    track = False if args.no_track else None
+    if len(args.checkpoint or []) > 1:
+        print(json.dumps(stages.evaluate_seeds(_config(args), args.checkpoint, track=track), indent=2))
+        return 0
+    metrics = stages.evaluate(_config(args), (args.checkpoint or [None])[0], track=track)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -126,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics and sample sheets for a checkpoint")
     add_arguments(p)
-    p.add_argument("--checkpoint", default=None,
-                   help="a path, last, best, or auto (default): best.pt when the monitor kept one, else last.pt")
+    p.add_argument("--checkpoint", action="append", default=None,
+                   help="a path, last, best, or auto (default: best.pt when the monitor kept one, else last.pt); "
+                        "repeat it for several seeds of one config: each is evaluated into "
+                        "eval/<variant>/seeds/<i>/ and aggregated (seeds/aggregate.json)")
     p.add_argument("--no-track", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

@@ -99,13 +99,16 @@ class EvalConfig(_Section):
     n_samples: int = Field(default=2000, ge=2)
     seed: int = Field(default=1234, ge=0, le=MAX_SEED)
     batch_size: int = Field(default=500, ge=1)
-    features: Literal["classifier", "inception"] = "classifier"
+    # auto: classifier with labels, rotation (self-supervised, trained on the real images) without
+    features: Literal["auto", "classifier", "rotation", "inception"] = "auto"
     inception_weights: str | None = None
     classifier_steps: int = Field(default=600, ge=1)
     classifier_dir: str = "data/classifier"
     out_dir: str = "eval"
     kid_subset_size: int = Field(default=1000, ge=2)
     pr_k: int = Field(default=3, ge=1)
+    bootstrap: int = Field(default=200, ge=0)  # FID interval replicates over generated samples; 0: none
+    ci_level: float = Field(default=0.95, gt=0, lt=1)
 
 
 class TrackingConfig(_Section):
@@ -115,6 +118,10 @@ class TrackingConfig(_Section):
     image_every: int = Field(default=500, ge=1)
     log_every: int = Field(default=50, ge=1)
     registered_name: str | None = None  # None: ganzoo-<variant>-<source>
+    # A challenger takes `champion` only when better by more than the noise: its interval and the
+    # champion's apart by more than champion_margin (interval), or its value better by more (margin).
+    champion_gate: Literal["interval", "margin"] = "interval"
+    champion_margin: float = Field(default=0.0, ge=0)
     # Seconds a finished command waits for logging that a slow or absent store held back; what is
     # still queued then is recorded in the sidecar (training never waits on the store).
     flush_timeout: float = Field(default=30.0, ge=0)

@@ -65,15 +65,13 @@ def _tracker(cfg: Config, track: bool | None):
 
 
 def fit_classifier(cfg: Config) -> dict:
-    """Train (or load from its cache) the evaluation classifier on the prepared real data."""
-    from ganzoo.evaluation.classifier import classifier_path, get_classifier, labelled_images
+    """Train (or load from its cache) the evaluation networks on the prepared real data: the
+    classifier, or the rotation net for unlabelled data (eval.features) -> path, accuracy, space."""
+    from ganzoo.evaluation.features import fit_feature_space
     from ganzoo.training.device import resolve_device
 
     cfg = registry.resolve(cfg)
-    prep = load_data(cfg)
-    _, acc = get_classifier(prep, cfg.eval, resolve_device(cfg.train.device))
-    path = classifier_path(prep, cfg.eval, labelled_images(prep)[2])
-    return {"path": str(path), "heldout_accuracy": acc}
+    return fit_feature_space(load_data(cfg), cfg.eval, resolve_device(cfg.train.device))
 
 
 def checkpoint_path(cfg: Config, which: str | Path | None = None) -> Path:
@@ -114,6 +112,24 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, track: bool | No
         finally:
             tracker.close()
     return metrics
+
+
+def evaluate_seeds(cfg: Config, checkpoints: list[str | Path], track: bool | None = None) -> dict:
+    """Several checkpoints of one config (e.g. training seeds): each evaluated into
+    `<eval.out_dir>/<variant>/seeds/<i>/`, aggregated into `seeds/aggregate.json` (mean, std and
+    interval per metric) -> the aggregate."""
+    from ganzoo.evaluation.run import evaluate_checkpoints
+
+    cfg = registry.resolve(cfg)
+    results, summary = evaluate_checkpoints(cfg, [Path(c) for c in checkpoints])
+    tracker = _tracker(cfg, track)
+    if tracker is not None:
+        try:
+            for i, (ckpt, metrics) in enumerate(zip(checkpoints, results, strict=True)):
+                tracker.log_evaluation(Path(ckpt), metrics, RunPaths.of(cfg).eval_dir / "seeds" / str(i))
+        finally:
+            tracker.close()
+    return summary
 
 
 def register(cfg: Config, checkpoint: str | Path | None = None) -> dict:

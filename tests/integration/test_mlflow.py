@@ -83,8 +83,13 @@ def registered(project):
     first = stages.register(project.cfg)
     fid = project.metrics["fid_classifier"]
     ckpt = project.result.checkpoint
-    worse = register_checkpoint(project.cfg, ckpt, {**project.metrics, "fid_classifier": fid + 100})
-    better = register_checkpoint(project.cfg, ckpt, {**project.metrics, "fid_classifier": fid / 2})
+    # Hand-written intervals, tight around the hand-written values (the champion has its own).
+    worse = register_checkpoint(project.cfg, ckpt, {**project.metrics, "fid_classifier": fid + 100,
+                                                    "fid_classifier_ci_low": fid + 99,
+                                                    "fid_classifier_ci_high": fid + 101})
+    better = register_checkpoint(project.cfg, ckpt, {**project.metrics, "fid_classifier": fid / 100,
+                                                     "fid_classifier_ci_low": fid / 101,
+                                                     "fid_classifier_ci_high": fid / 99})
     return SimpleNamespace(first=first, worse=worse, better=better)
 
 
@@ -177,7 +182,10 @@ def test_champion_moves_only_to_a_better_model(project, registered):
     assert int(client.get_model_version_by_alias(NAME, "challenger").version) == 2
     tags = client.get_model_version(NAME, "3").tags
     assert tags["ganzoo.primary_metric"] == "fid_classifier"
-    assert float(tags["ganzoo.primary_value"]) == pytest.approx(project.metrics["fid_classifier"] / 2)
+    assert float(tags["ganzoo.primary_value"]) == pytest.approx(project.metrics["fid_classifier"] / 100)
+    assert tags["ganzoo.decision"] == "champion"
+    assert tags["ganzoo.fingerprint"] == project.metrics["fingerprint_classifier"]
+    assert client.get_model_version(NAME, "2").tags["ganzoo.decision"] == "challenger"
     # The models hang off the run that trained the checkpoint.
     assert client.get_model_version(NAME, "1").run_id == sidecar(project.root)["run_id"]
 
@@ -362,3 +370,16 @@ def test_mlflow_serves_the_champion_over_rest(project, registered):
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     local = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(pd.DataFrame({"n": [3], "seed": [7]}))
     assert [p["image"] for p in predictions] == local["image"].tolist()
+
+
+@pytest.mark.slow
+def test_register_refuses_to_rank_against_a_champion_evaluated_differently(project, registered):
+    from ganzoo.tracking.registry import register_checkpoint
+
+    other = json.loads(json.dumps(project.metrics))  # evaluated with 500 samples: another fingerprint
+    fp = other["fingerprint"]["classifier"]
+    fp.update(generated="500", hash="0123456789ab")
+    decision = register_checkpoint(project.cfg, project.result.checkpoint, {**other, "fid_classifier": 0.0})
+    assert decision["outcome"] == "not-ranked" and decision["alias"] == "challenger"
+    assert "generated" in decision["message"] and "eval.n_samples" in decision["message"]
+    assert int(project.client.get_model_version_by_alias(NAME, "champion").version) == 3

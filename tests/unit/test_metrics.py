@@ -152,7 +152,7 @@ def test_missing_inception_weights_is_a_clear_error(digits, tmp_path):
 
 def test_unlabelled_data_with_classifier_features_is_a_clear_error(tmp_path):
     prep = Prepared(kind="images", tensors={"x": torch.zeros(4, 1, 8, 8, dtype=torch.uint8)}, manifest={})
-    with pytest.raises(FeatureError, match="eval.features=inception"):
+    with pytest.raises(FeatureError, match="eval.features=rotation"):
         build_features("classifier", prep, eval_cfg(tmp_path), "cpu")
 
 
@@ -224,3 +224,98 @@ def test_matched_code_accuracy_on_a_hand_made_table():
     assert matched_code_accuracy(codes, classes, 2, 2) == pytest.approx(12 / 20)
     with pytest.raises(ValueError):
         matched_code_accuracy(codes, classes + 5, 2, 2)
+
+
+# --------------------------------------------------------------------------- reference parity, on features
+
+def test_kid_and_fid_match_torch_fidelity_on_the_same_features():
+    tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
+    tf_fid = pytest.importorskip("torch_fidelity.metric_fid")
+    real, fake = gaussian(700, 32, seed=1), gaussian(600, 32, shift=0.3, seed=2) * 1.2
+    mean, std = kid(real, fake, subset_size=250, subsets=15, seed=9)
+    theirs = tf_kid.kid_features_to_metric(real, fake, kid_subsets=15, kid_subset_size=250, rng_seed=9,
+                                           verbose=False)
+    assert mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-9)
+    assert std == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-9)
+    stats = [tf_fid.fid_features_to_statistics(f) for f in (real, fake)]
+    assert fid(real, fake) == pytest.approx(tf_fid.fid_statistics_to_metric(*stats, verbose=False)
+                                            ["frechet_inception_distance"], rel=1e-9)
+
+
+# --------------------------------------------------------------------------- one input pipeline
+
+def test_generated_floats_are_quantised_like_real_images():
+    from ganzoo.data.images import to_unit_range
+    from ganzoo.evaluation.metrics import extract
+
+    class Pixels(torch.nn.Module):
+        num_features = 64
+
+        def forward(self, x):
+            return x.float().flatten(1)
+
+    real = torch.randint(0, 256, (50, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    # A generator that reproduces the real images up to a third of a quantum: the same images once saved.
+    fake = to_unit_range(real) + (torch.rand(real.shape, generator=torch.Generator().manual_seed(1)) - 0.5) / 200
+    real_f, _ = extract(Pixels(), real)
+    fake_f, _ = extract(Pixels(), fake.clamp(-1, 1))
+    assert torch.equal(real_f, fake_f)
+    assert fid(real_f, fake_f) == 0.0
+
+
+# --------------------------------------------------------------------------- FID interval
+
+def test_bootstrap_replicate_is_the_fid_of_the_resampled_set():
+    from ganzoo.evaluation.metrics import _ResampledFid
+
+    real, fake = gaussian(800, 12, seed=1), gaussian(500, 12, shift=0.2, seed=2)
+    idx = torch.randint(500, (500,), generator=torch.Generator().manual_seed(3))
+    exact = _ResampledFid(real, fake, torch.float64)
+    assert exact(torch.bincount(idx, minlength=500)) == pytest.approx(fid(real, fake[idx]), rel=1e-9)
+    assert exact(torch.ones(500, dtype=torch.long)) == pytest.approx(fid(real, fake), rel=1e-9)
+    fast = _ResampledFid(real + 50, fake + 50)  # float32 covariances, features far from 0
+    assert fast(torch.bincount(idx, minlength=500)) == pytest.approx(fid(real, fake[idx]), rel=1e-5)
+
+
+def test_fid_interval_is_as_wide_as_the_spread_of_fresh_samples():
+    from ganzoo.evaluation.metrics import fid_interval
+
+    real = gaussian(2000, 8, seed=0)
+    draw = iter(range(100, 1000))
+
+    def generated():  # the same "generator", a fresh draw each time
+        return gaussian(600, 8, shift=0.25, seed=next(draw)) * 1.1
+
+    fresh = torch.tensor([fid(real, generated()) for _ in range(60)], dtype=torch.float64)
+    spread = float(fresh.quantile(0.975) - fresh.quantile(0.025))
+    fake = generated()
+    low, high = fid_interval(real, fake, reps=100, seed=4)
+    assert low < fid(real, fake) < high
+    assert 0.6 * spread < high - low < 1.6 * spread
+    assert (low, high) == fid_interval(real, fake, reps=100, seed=4)  # deterministic
+
+
+def test_compute_image_metrics_adds_the_interval_only_when_asked(digits, trained):
+    cfg, _, _ = trained
+    extractor, suffix, _ = build_features("classifier", digits, cfg, "cpu")
+    real, fake = digits.tensors["x"][:400], digits.tensors["x"][400:800]
+    m = compute_image_metrics(extractor, real, fake, suffix=suffix, kid_subset_size=200, kid_subsets=5,
+                              bootstrap=50)
+    assert m["fid_classifier_ci_low"] <= m["fid_classifier"] <= m["fid_classifier_ci_high"]
+    assert "fid_classifier_ci_low" not in compute_image_metrics(extractor, real, fake, suffix=suffix,
+                                                                kid_subset_size=200, kid_subsets=5)
+
+
+# --------------------------------------------------------------------------- PSNR as the literature defines it
+
+def test_psnr_is_the_mean_of_per_image_psnr():
+    from ganzoo.evaluation.translation import psnr_per_image
+
+    target = torch.zeros(2, 1, 10, 10)
+    out = target.clone()
+    out[0] += 0.1  # MSE 0.01 -> 20 dB
+    out[1] += 0.01  # MSE 0.0001 -> 40 dB
+    per_image = psnr_per_image(out, target)
+    assert per_image.tolist() == pytest.approx([20.0, 40.0])
+    assert float(per_image.mean()) == pytest.approx(30.0)  # the pooled MSE (0.00505) would say 22.97 dB
+    assert psnr_per_image(target, target).tolist() == [100.0, 100.0]  # exact copies: capped, not inf

@@ -96,18 +96,23 @@ def test_beats_is_strict_and_direction_aware(value, champion, higher, wins):
 
 
 def _version(n, metric="fid_classifier", value=10.0, higher=False):
+    fp = {f"ganzoo.fingerprint.{p}": "same" for p in ("extractor", "input", "reference", "generated", "seed",
+                                                       "estimator")}
     return SimpleNamespace(version=str(n), tags={"ganzoo.primary_metric": metric, "ganzoo.primary_value": repr(value),
-                                                 "ganzoo.higher_is_better": str(higher)})
+                                                 "ganzoo.higher_is_better": str(higher), "ganzoo.fingerprint": "h",
+                                                 **fp})
 
 
 def test_decide_explains_each_outcome():
-    assert registry._decide(None, "fid_classifier", 5.0, False) == (True, "there was no champion")
-    wins, why = registry._decide(_version(2), "fid_classifier", 5.0, False)
-    assert wins and "beats champion v2" in why
-    wins, why = registry._decide(_version(2), "fid_classifier", 15.0, False)
-    assert not wins and "does not beat" in why
-    wins, why = registry._decide(_version(2, metric="l1"), "fid_classifier", 0.1, False)
-    assert not wins and "cannot be compared" in why
+    mine = registry.standing_of_version(_version(0, value=5.0))
+    assert registry.decide(None, mine) == registry.Decision("champion", "there was no champion")
+    decision = registry.decide(registry.standing_of_version(_version(2)), mine)
+    assert decision.wins and "beats champion v2" in decision.reason
+    worse = registry.standing_of_version(_version(0, value=15.0))
+    decision = registry.decide(registry.standing_of_version(_version(2)), worse)
+    assert not decision.wins and "does not beat" in decision.reason
+    decision = registry.decide(registry.standing_of_version(_version(2, metric="l1")), mine)
+    assert not decision.wins and "cannot be compared" in decision.reason
 
 
 def test_registered_name_derives_from_variant_and_dataset():

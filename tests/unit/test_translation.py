@@ -510,7 +510,7 @@ def test_metrics_of_a_perfect_translator():
     m = translation_metrics(_Copy(), _class_prep("paired"), classifier=_Brightness())
     assert m["l1"] == 0 and m["ssim"] == pytest.approx(1.0, abs=1e-3) and m["psnr"] > 60
     assert m["cycle_error_a"] == 0 and m["cycle_error_b"] == 0
-    assert m["class_preservation"] == 1.0 and m["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert m["class_preservation"] == 1.0 and m["fid_classifier"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_metrics_of_a_class_destroying_translator():
@@ -521,7 +521,7 @@ def test_metrics_of_a_class_destroying_translator():
     m = translation_metrics(Dark(), _class_prep("unpaired"), classifier=_Brightness())
     assert "l1" not in m  # unpaired: no targets to compare with
     assert m["class_preservation"] == pytest.approx(0.1)
-    assert m["cycle_error_a"] > 0.3 and m["fid"] > 0.5
+    assert m["cycle_error_a"] > 0.3 and m["fid_classifier"] > 0.5
 
 
 @pytest.mark.parametrize("name", ["pix2pix", "cyclegan"])

@@ -1,8 +1,9 @@
-"""Evaluation layer: a dataset classifier, feature extractors, sample-quality metrics and image sheets.
+"""Evaluation layer: feature spaces (dataset classifier, rotation net, Inception), sample-quality
+metrics with intervals and fingerprints, seed aggregation and image sheets.
 
-Depends only on torch/torchmetrics/torchvision and the layers below (sampling, training's
-checkpoint loading, variants, data, config); tracking and
-orchestration live elsewhere and call in here.
+Depends only on torch/torchmetrics/scipy (torch-fidelity for Inception) and the layers below
+(sampling, training's checkpoint loading, variants, data, config); tracking and orchestration
+live elsewhere and call in here.
 """
 
 from ganzoo.evaluation.classifier import ClassifierError, SmallCNN, get_classifier, predict, train_classifier
@@ -18,12 +19,14 @@ from ganzoo.evaluation.metrics import (
     compute_image_metrics,
     extract,
     fid,
+    fid_interval,
     kid,
     majority_code_purity,
     matched_code_accuracy,
     mode_coverage,
     modes_covered,
     precision_recall,
+    quantise,
 )
 from ganzoo.evaluation.sheets import (
     class_rows,
@@ -36,8 +39,8 @@ from ganzoo.evaluation.sheets import (
 __all__ = [
     "ClassifierError", "SmallCNN", "get_classifier", "predict", "train_classifier",
     "ClassifierFeatures", "FeatureError", "InceptionFeatures", "build_features", "inception_weights_path",
-    "class_kl", "compute_image_metrics", "extract", "fid", "kid",
+    "class_kl", "compute_image_metrics", "extract", "fid", "fid_interval", "kid",
     "majority_code_purity", "matched_code_accuracy", "mode_coverage", "modes_covered",
-    "precision_recall",
+    "precision_recall", "quantise",
     "class_rows", "interpolation_latents", "interpolation_strip", "save_class_sheet", "save_interpolation_strip",
 ]

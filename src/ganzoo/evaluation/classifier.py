@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo.data.images import as_unit_range, to_unit_range
+from ganzoo.data.images import as_unit_range, to_uint8
 from ganzoo.data.prepared import Prepared, content_hash
 from ganzoo.errors import ConfigError
 from ganzoo.files import atomic_write_bytes
@@ -85,13 +85,14 @@ def _shift(x: torch.Tensor, gen: torch.Generator, max_frac: float = 0.08) -> tor
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """uint8 or [-1, 1] float images -> predicted labels (CPU int64)."""
+    """uint8 or [-1, 1] float images -> predicted labels (CPU int64). Float images are quantised
+    to uint8 first, the same input pipeline as the real images and as the feature metrics."""
     model.eval()
     dev = next(model.parameters()).device
     out = []
     for i in range(0, images.shape[0], batch_size):
-        x = images[i:i + batch_size].to(dev)
-        x = as_unit_range(x)
+        x = images[i:i + batch_size]
+        x = as_unit_range((x if x.dtype == torch.uint8 else to_uint8(x)).to(dev))
         out.append(model(x).argmax(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
@@ -108,7 +109,7 @@ def train_classifier(images_uint8: torch.Tensor, labels: torch.Tensor, num_class
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     train_idx, held_idx = stratified_split(labels, holdout, gen)
-    x_all = to_unit_range(images_uint8.to(device))
+    x_all = images_uint8.to(device)  # scaled per batch in _fit: a float copy of a big set is 4x its size
     y_all = labels.to(device)
     # Init and dropout draw from the global RNG: seed it, without disturbing the caller's.
     cuda = [device.index or 0] if device.type == "cuda" else []
@@ -131,7 +132,7 @@ def _fit(model: SmallCNN, x_all: torch.Tensor, y_all: torch.Tensor, train_idx: t
     model.train()
     for _ in range(steps):
         pick = train_idx[torch.randint(train_idx.numel(), (batch_size,), generator=gen)].to(device)
-        x, y = x_all[pick], y_all[pick]
+        x, y = as_unit_range(x_all[pick]), y_all[pick]
         if augment:
             x = _shift(x, gen)
         loss = F.cross_entropy(model(x), y)
@@ -151,7 +152,8 @@ def labelled_images(prep: Prepared) -> tuple[torch.Tensor, torch.Tensor, str]:
         if img_key in t and lab_key in t:
             return t[img_key], t[lab_key], img_key
     raise ClassifierError(f"classifier features need class labels but this {prep.kind} dataset has none; "
-                          "set eval.features=inception")
+                          "set eval.features=rotation (or auto: a rotation-prediction net trained on these "
+                          "images) or eval.features=inception")
 
 
 def classifier_path(prep: Prepared, eval_cfg, img_key: str = "x") -> Path:
@@ -181,8 +183,12 @@ def get_classifier(prep: Prepared, eval_cfg, device: str | torch.device = "cpu")
     num_classes = prep.num_classes or int(labels.max()) + 1
     model, acc = train_classifier(images, labels, num_classes, eval_cfg.classifier_steps,
                                   seed=CLASSIFIER_SEED, device=device)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ck = {"state_dict": state, "accuracy": acc, "arch": model.arch,
-          "image_shape": list(images.shape[1:]), "steps": eval_cfg.classifier_steps}
-    atomic_write_bytes(path, lambda f: torch.save(ck, f))
+    save_model(path, model, acc, images, eval_cfg.classifier_steps)
     return model, acc
+
+
+def save_model(path: Path, model: SmallCNN, acc: float, images: torch.Tensor, steps: int) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ck = {"state_dict": state, "accuracy": acc, "arch": model.arch, "image_shape": list(images.shape[1:]),
+          "steps": steps}
+    atomic_write_bytes(path, lambda f: torch.save(ck, f))

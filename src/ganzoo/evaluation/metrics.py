@@ -1,31 +1,38 @@
 """Sample-quality metrics: pure functions over feature tensors, plus one driver over images.
 
-FID and KID go through torchmetrics (its matrix square root and unbiased MMD estimator are the
-reference ones); features are fed through an identity module so any feature space works and the
-extractor runs once for all metrics. Precision/recall (Kynkaanniemi et al., 2019) and the
-class-histogram metrics are small enough to write here.
+FID goes through torchmetrics (float64; its trace of the matrix square root is the eigenvalue
+form pytorch-fid and torch-fidelity use). KID is written here to be torch-fidelity's estimator
+exactly: the same subsets (numpy RandomState(seed), real then fake indices, without replacement),
+the cubic polynomial kernel (x.y / d + 1)^3, unbiased MMD^2, mean and population std over the
+subsets; only the arithmetic is float64 instead of float32. Features are fed through an identity
+module so any feature space works and the extractor runs once for all metrics.
+Precision/recall (Kynkaanniemi et al., 2019) and the class-histogram metrics are small enough
+to write here.
 
-Everything is deterministic: KID's random subsets come from a fixed seed inside a forked RNG,
-so equal inputs give equal numbers and the caller's RNG state is untouched.
+Images reach the extractor through one input pipeline: float images (a generator's [-1, 1]
+output) are quantised to uint8 first, exactly as a saved sample would be and as the real images
+already are, so a metric never rewards or punishes sub-quantum differences between the two sets.
+
+Everything is deterministic: KID's subsets and the FID bootstrap come from fixed seeds in
+generators of their own, so equal inputs give equal numbers and the caller's RNG is untouched.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
-from ganzoo.data.images import as_unit_range
+from ganzoo.data.images import as_unit_range, to_uint8
 
 Images = torch.Tensor | Iterable[torch.Tensor]  # a tensor, or batches of one (e.g. from a generator)
 
 
 class _Identity(nn.Module):
-    """Features in, features out: lets torchmetrics' FID/KID consume precomputed features."""
+    """Features in, features out: lets torchmetrics' FID consume precomputed features."""
 
     def __init__(self, num_features: int):
         super().__init__()
@@ -33,6 +40,11 @@ class _Identity(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """The one input pipeline for metrics: uint8 stays, float [-1, 1] is rounded to uint8."""
+    return images if images.dtype == torch.uint8 else to_uint8(images)
 
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
@@ -52,20 +64,88 @@ def fid(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
     return max(float(metric.compute()), 0.0)
 
 
+def _poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a @ b.T / a.shape[1] + 1.0) ** 3
+
+
 def kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, subset_size: int = 1000,
         subsets: int = 100, seed: int = 0) -> tuple[float, float]:
-    """Kernel inception distance (cubic-kernel unbiased MMD^2) over random subsets -> (mean, std)."""
+    """Kernel inception distance over random subsets -> (mean, std), as torch-fidelity computes it."""
     _check_pair(real_feats, fake_feats)
-    size = min(subset_size, real_feats.shape[0], fake_feats.shape[0])
-    with warnings.catch_warnings():  # "saves all features in buffer": that's what we want
-        warnings.simplefilter("ignore", UserWarning)
-        metric = KernelInceptionDistance(feature=_Identity(real_feats.shape[1]), subsets=subsets, subset_size=size)
-    metric.update(real_feats.detach().cpu().double(), real=True)
-    metric.update(fake_feats.detach().cpu().double(), real=False)
-    with torch.random.fork_rng(devices=[]):  # torchmetrics draws subsets from the global RNG
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
+    real, fake = real_feats.detach().cpu().double(), fake_feats.detach().cpu().double()
+    m = min(subset_size, real.shape[0], fake.shape[0])
+    rng = np.random.RandomState(seed)
+    mmds = torch.empty(subsets, dtype=torch.float64)
+    for i in range(subsets):
+        a = real[torch.from_numpy(rng.choice(real.shape[0], m, replace=False))]
+        b = fake[torch.from_numpy(rng.choice(fake.shape[0], m, replace=False))]
+        k_aa, k_bb, k_ab = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
+        within = k_aa.sum() - k_aa.diagonal().sum() + k_bb.sum() - k_bb.diagonal().sum()
+        mmds[i] = within / (m * (m - 1)) - 2 * k_ab.sum() / (m * m)
+    return float(mmds.mean()), float(mmds.std(correction=0))
+
+
+def _cov(x: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased covariance of rows of x, row i counted weights[i] times (a bootstrap draw)."""
+    n = x.shape[0] if weights is None else float(weights.sum())
+    w = torch.ones(x.shape[0], dtype=x.dtype) if weights is None else weights.to(x.dtype)
+    mu = (w @ x) / n
+    cov = (x.T * w) @ x - n * torch.outer(mu, mu)
+    return mu, cov / (n - 1)
+
+
+class _ResampledFid:
+    """FID of the real set against re-weighted generated sets (row i drawn counts[i] times).
+
+    tr sqrt(S_r S_f) = tr sqrt(A S_f A) with A = S_r^(1/2): a symmetric eigenproblem per draw,
+    and A S_f A is just the covariance of the generated features projected by A, once. The
+    per-draw O(n d^2) covariance runs in `dtype` (float32 by default: twice as fast, and ~1e-6
+    relative error is far below the interval's width); means, traces and A stay float64.
+    """
+
+    def __init__(self, real: torch.Tensor, fake: torch.Tensor, dtype: torch.dtype = torch.float32):
+        self.mu_r, cov_r = _cov(real)
+        evals, evecs = torch.linalg.eigh(cov_r)
+        root = (evecs * evals.clamp(min=0).sqrt()) @ evecs.T
+        self.tr_r, self.fake, self.fake_sq = cov_r.trace(), fake, fake.square()
+        # Centred first, so the float32 covariance does not subtract two large numbers.
+        self.proj = ((fake - fake.mean(0)) @ root).to(dtype)
+
+    def __call__(self, counts: torch.Tensor) -> float:
+        drawn = counts.nonzero().squeeze(1)  # ~37% of rows are not drawn: skip them in the O(n d^2) step
+        w = counts[drawn].to(self.fake.dtype)
+        n = float(w.sum())
+        mu_f = (w @ self.fake[drawn]) / n
+        var_f = ((w @ self.fake_sq[drawn]) - n * mu_f.square()) / (n - 1)  # tr S_f needs the diagonal only
+        _, cov_p = _cov(self.proj[drawn], w.to(self.proj.dtype))
+        tr_sqrt = torch.linalg.eigvalsh(cov_p.double()).clamp(min=0).sqrt().sum()
+        return float((self.mu_r - mu_f).square().sum() + self.tr_r + var_f.sum() - 2 * tr_sqrt)
+
+
+def fid_interval(real_feats: torch.Tensor, fake_feats: torch.Tensor, reps: int = 200, level: float = 0.95,
+                 seed: int = 0, point: float | None = None) -> tuple[float, float]:
+    """Bootstrap interval of FID over the generated samples (the reference set is held fixed).
+
+    Each replicate redraws the generated features with replacement and recomputes FID. Resampling
+    adds its own small-sample bias (FID of n draws with repeats is larger than of n distinct
+    ones), so the replicates' spread around their own mean is moved onto the point estimate:
+    [fid + q_lo - mean, fid + q_hi - mean], clipped at 0. The width is the sampling noise of an
+    FID from this many generated samples, which is what two models evaluated alike differ by
+    when they are equally good.
+    """
+    _check_pair(real_feats, fake_feats)
+    if reps < 2:
+        raise ValueError(f"a bootstrap needs at least 2 replicates, got {reps}")
+    resampled = _ResampledFid(real_feats.detach().cpu().double(), fake_feats.detach().cpu().double())
+    gen = torch.Generator().manual_seed(seed)
+    n = fake_feats.shape[0]
+    values = torch.tensor([resampled(torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n))
+                           for _ in range(reps)], dtype=torch.float64)
+    centre = float(values.mean())
+    point = fid(real_feats, fake_feats) if point is None else point
+    alpha = (1 - level) / 2
+    lo, hi = torch.quantile(values, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return max(point + lo - centre, 0.0), max(point + hi - centre, 0.0)
 
 
 def _kth_nn_radius(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
@@ -183,40 +263,53 @@ def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
 @torch.no_grad()
 def extract(extractor: nn.Module, images: Images, batch_size: int = 500,
             classifier: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run the extractor (and classifier, if any) batch by batch -> (features on CPU, predicted labels)."""
-    inner = getattr(extractor, "classifier", None)
+    """Quantise, then run the extractor (and classifier, if any) batch by batch ->
+    (features on CPU, predicted labels)."""
+    inner = getattr(extractor, "classifier", None) if getattr(extractor, "judges_classes", False) else None
     # Classifier features: the logits are one linear layer away, no second pass needed.
     head = getattr(inner, "head", None) if classifier is None or classifier is inner else None
     feats, preds = [], []
-    for x in _batches(images, batch_size):
+    for batch in _batches(images, batch_size):
+        x = quantise(batch)
         f = extractor(x)
         feats.append(f.float().cpu())
         if head is not None:
             preds.append(head(f).argmax(1).cpu())
         elif classifier is not None:
             dev = next(classifier.parameters()).device
-            xb = x.to(dev)
-            xb = as_unit_range(xb)
-            preds.append(classifier(xb).argmax(1).cpu())
+            preds.append(classifier(as_unit_range(x.to(dev))).argmax(1).cpu())
     return torch.cat(feats), (torch.cat(preds) if preds else None)
 
 
 def _num_classes(extractor: nn.Module, classifier: nn.Module | None) -> int | None:
-    model = classifier if classifier is not None else getattr(extractor, "classifier", None)
+    model = classifier
+    if model is None and getattr(extractor, "judges_classes", False):
+        model = getattr(extractor, "classifier", None)
     arch = getattr(model, "arch", None)
     return arch["num_classes"] if arch else None
+
+
+def feature_metric_names(suffix: str, with_interval: bool) -> list[str]:
+    """The keys compute_image_metrics writes for feature space `suffix` (one metric family)."""
+    names = [f"fid_{suffix}", f"kid_{suffix}_mean", f"kid_{suffix}_std", f"precision_{suffix}", f"recall_{suffix}"]
+    return names + ([f"fid_{suffix}_ci_low", f"fid_{suffix}_ci_high"] if with_interval else [])
+
+
+CLASS_METRICS = ("mode_coverage", "modes_covered", "class_kl")
 
 
 def compute_image_metrics(extractor: nn.Module, real_images: Images, fake_images: Images,
                           batch_size: int = 500, suffix: str = "classifier",
                           classifier: nn.Module | None = None, num_classes: int | None = None,
                           kid_subset_size: int = 1000, kid_subsets: int = 100, pr_k: int = 3,
-                          seed: int = 0, coverage_threshold: float = 0.02) -> dict[str, float]:
+                          seed: int = 0, coverage_threshold: float = 0.02,
+                          bootstrap: int = 0, ci_level: float = 0.95) -> dict[str, float]:
     """Images (uint8 or [-1, 1] float, tensors or batch iterables) -> flat dict of metrics.
 
     Class metrics need a classifier: `classifier`, or the one inside ClassifierFeatures. The
     reference class histogram is the classifier's predictions on the real images, so its own
-    errors appear on both sides and cancel instead of counting against the generator.
+    errors appear on both sides and cancel instead of counting against the generator. Without
+    one they are absent, never zero. `bootstrap` > 0 adds FID's interval (fid_<suffix>_ci_low/high).
     """
     real_f, real_pred = extract(extractor, real_images, batch_size, classifier)
     fake_f, fake_pred = extract(extractor, fake_images, batch_size, classifier)
@@ -225,13 +318,17 @@ def compute_image_metrics(extractor: nn.Module, real_images: Images, fake_images
             raise ValueError(f"{name} images give non-finite features; check them for NaN/inf (diverged generator?)")
     kid_mean, kid_std = kid(real_f, fake_f, kid_subset_size, kid_subsets, seed)
     precision, recall = precision_recall(real_f, fake_f, pr_k)
+    fid_value = fid(real_f, fake_f)
     out = {
-        f"fid_{suffix}": fid(real_f, fake_f),
+        f"fid_{suffix}": fid_value,
         f"kid_{suffix}_mean": kid_mean,
         f"kid_{suffix}_std": kid_std,
         f"precision_{suffix}": precision,
         f"recall_{suffix}": recall,
     }
+    if bootstrap:
+        low, high = fid_interval(real_f, fake_f, bootstrap, ci_level, seed, point=fid_value)
+        out.update({f"fid_{suffix}_ci_low": low, f"fid_{suffix}_ci_high": high})
     n_cls = num_classes or _num_classes(extractor, classifier)
     if fake_pred is not None and real_pred is not None and n_cls:
         out["mode_coverage"] = mode_coverage(fake_pred, n_cls, coverage_threshold)

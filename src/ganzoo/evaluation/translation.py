@@ -1,13 +1,16 @@
 """Metrics and sample sheets for translation variants, on the prepared test split.
 
 All pixel metrics work on images scaled to [0, 1]:
-- paired data: `l1` (mean absolute error), `psnr` and `ssim` (torchmetrics) of A->B translations
-  against their targets;
+- paired data: `l1` (mean absolute error), `psnr` (the mean over test images of each image's
+  PSNR, as the image-translation literature reports it, capped at 100 dB for an exact copy) and
+  `ssim` (torchmetrics, mean over images) of A->B translations against their targets;
 - variants that translate both ways: `cycle_error_a` = mean |F(G(a)) - a|, `cycle_error_b`;
-- with a feature extractor: `fid`, the Frechet distance between features of translated A->B test
-  images and of real B test images (in the evaluation classifier's space by default);
+- with a feature extractor: `fid_<space>`, the Frechet distance between features of translated
+  A->B test images and of real B test images, named by its feature space like every FID
+  (`fid_classifier` in the evaluation classifier's space);
 - with a classifier and source labels: `class_preservation`, the fraction of A->B translations the
   classifier (trained on domain B) assigns the source image's class.
+Translations reach the feature network and the classifier quantised to uint8, as real images do.
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ from torch import nn
 from ganzoo.data.images import as_unit_range, save_grid, to_unit_range
 from ganzoo.data.prepared import Prepared
 from ganzoo.evaluation.classifier import SmallCNN
-from ganzoo.evaluation.metrics import fid
+from ganzoo.evaluation.metrics import fid, quantise
 
 BATCH = 256
+PSNR_CAP_DB = 100.0  # an exact copy has infinite PSNR; JSON and means need a number
+
+
+def psnr_per_image(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """(N,) PSNR in dB of each image against its target: 10 log10(range^2 / MSE_i), capped."""
+    mse = (output.double() - target.double()).square().flatten(1).mean(1)
+    psnr = 10 * torch.log10(data_range ** 2 / mse)
+    return psnr.clamp(max=PSNR_CAP_DB)
 
 
 def _two_way(variant) -> bool:
@@ -60,10 +71,12 @@ def _classifier_device(model: nn.Module) -> torch.device:
 
 
 def translation_metrics(variant, prep: Prepared, classifier: SmallCNN | None = None,
-                        feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+                        feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        space: str = "classifier") -> dict:
     """Flat dict of metrics (see module docstring). `classifier` maps [-1, 1] images to class
-    logits (domain B classes); its `features` serve as `feature_fn` when none is given."""
-    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+    logits (domain B classes); its `features` serve as `feature_fn` when none is given.
+    `feature_fn` takes uint8 or [-1, 1] images; `space` names its metric (fid_<space>)."""
+    from torchmetrics.image import StructuralSimilarityIndexMeasure
 
     t = prep.tensors
     a_test, b_test = t["a_test"], t["b_test"]
@@ -74,28 +87,29 @@ def translation_metrics(variant, prep: Prepared, classifier: SmallCNN | None = N
             target = _unit(to_unit_range(b_test))
             out = _unit(fake_b)
             metrics["l1"] = float((out - target).abs().mean())
-            metrics["psnr"] = float(PeakSignalNoiseRatio(data_range=1.0)(out, target))
+            metrics["psnr"] = float(psnr_per_image(out, target).mean())
             metrics["ssim"] = float(StructuralSimilarityIndexMeasure(data_range=1.0)(out, target))
         if _two_way(variant):
             fake_a = _translate(variant, b_test, "BtoA")
             rec_a, rec_b = _translate(variant, fake_b, "BtoA"), _translate(variant, fake_a, "AtoB")
             metrics["cycle_error_a"] = float((_unit(rec_a) - _unit(to_unit_range(a_test))).abs().mean())
             metrics["cycle_error_b"] = float((_unit(rec_b) - _unit(to_unit_range(b_test))).abs().mean())
+    fake_q = quantise(fake_b)  # what a saved translation holds, and how the real B images come
     if classifier is not None:
         classifier.eval()
         dev = _classifier_device(classifier)
         if feature_fn is None:
-            feature_fn = lambda x: classifier.features(x.to(dev))  # noqa: E731
+            feature_fn = lambda x: classifier.features(as_unit_range(x.to(dev)))  # noqa: E731
         labels = source_labels(prep)
         if labels is not None:
             with torch.no_grad():
-                pred = torch.cat([classifier(fake_b[i:i + BATCH].to(dev)).argmax(1).cpu()
-                                  for i in range(0, fake_b.shape[0], BATCH)])
+                pred = torch.cat([classifier(as_unit_range(fake_q[i:i + BATCH].to(dev))).argmax(1).cpu()
+                                  for i in range(0, fake_q.shape[0], BATCH)])
             metrics["class_preservation"] = float((pred == labels.cpu()).float().mean())
     if feature_fn is not None:
-        real = _features(feature_fn, to_unit_range(b_test), variant.device)
-        fake = _features(feature_fn, fake_b, variant.device)
-        metrics["fid"] = fid(real, fake)
+        real = _features(feature_fn, b_test, variant.device)
+        fake = _features(feature_fn, fake_q, variant.device)
+        metrics[f"fid_{space}"] = fid(real, fake)
     return metrics
 
 

@@ -1,25 +1,59 @@
 """`ganzoo register`: log the generator as a pyfunc model, register a version, and move the
-`champion` alias only when the primary metric beats the champion's.
+`champion` alias only when the primary metric beats the champion's by more than the noise.
 
 Each version is tagged with its primary metric (`ganzoo.primary_metric`, `ganzoo.primary_value`,
-`ganzoo.higher_is_better`) and every numeric metric (`metric.<name>`), so the champion's score is
-read from its version, not recomputed. The primary metric is the one the evaluation declares in
-`metrics["primary_metric"]` (with `metrics["primary_higher_is_better"]`), else `fid_classifier`,
-lower is better. A version that does not beat the champion, including a tie or a champion scored
-by another metric, gets the alias `challenger` and the champion stays.
+`ganzoo.higher_is_better`, and its interval `ganzoo.primary_ci_low/high` when the evaluation
+gives one), the fingerprint of that metric (`ganzoo.fingerprint` and one
+`ganzoo.fingerprint.<part>` tag per part), every numeric metric (`metric.<name>`), and, once
+decided, the decision (`ganzoo.decision`: champion, challenger or not-ranked, with
+`ganzoo.decision.reason`). The champion's score is read from its version, not recomputed.
+
+Gating (`tracking.champion_gate`, `tracking.champion_margin`):
+- a champion whose primary metric, direction or metric fingerprint differs is not ranked
+  against (the reason names the differing parts and how to re-evaluate the champion);
+- `interval` (default): the challenger wins only when its interval and the champion's do not
+  overlap, with a gap above the margin; where either has no interval, the values are compared
+  with the margin instead, and the reason says so;
+- `margin`: the challenger's value must beat the champion's by more than the margin.
+Anything else, a tie within noise included, gives the new version `challenger`; the champion stays.
+
+Concurrent `ganzoo register` calls for one model would otherwise both read the old champion,
+both win against it, and the slower alias move would crown the worse model. The decision and the
+alias move therefore run under a file lock per registered model (beside a SQLite store, else in
+the temp folder: every register on this machine), and the champion is read again right before
+the alias moves, so a writer the lock cannot see (another machine on a shared server) makes
+this one decide again instead of overwriting it unseen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout  # torch's own dependency
 
 from ganzoo.config import Config, flatten
 from ganzoo.errors import ConfigError
+from ganzoo.evaluation import fingerprint as fp
 from ganzoo.tracking import store
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+NOT_RANKED = "not-ranked"
 DEFAULT_PRIMARY = "fid_classifier"
+LOCK_TIMEOUT_S = 120
+RECHECKS = 5
+# What to set so the champion is evaluated like the challenger, per fingerprint part.
+PART_SETTINGS = {
+    "extractor": "eval.features, eval.classifier_steps, eval.inception_weights",
+    "input": "eval.features (and the same data.image_size)",
+    "reference": "the same prepared data (data.*) and eval.n_samples",
+    "generated": "eval.n_samples",
+    "seed": "eval.seed",
+    "estimator": "eval.kid_subset_size, eval.pr_k, eval.bootstrap, eval.ci_level",
+}
 
 
 def primary_metric(metrics: dict) -> tuple[str, float, bool]:
@@ -48,6 +82,135 @@ def registered_name(cfg: Config, trained: Config | None = None) -> str:
     return cfg.tracking.registered_name or f"ganzoo-{trained.variant}-{trained.data.source}"
 
 
+# --------------------------------------------------------------------------- standings and decisions
+
+@dataclass(frozen=True)
+class Standing:
+    """One side of a comparison: a primary metric's value, interval and fingerprint."""
+
+    metric: str
+    value: float
+    higher: bool
+    low: float | None = None
+    high: float | None = None
+    fingerprint: dict | None = None
+    version: str | None = None
+    checkpoint: str | None = None
+
+    def shown(self) -> str:
+        interval = f" [{self.low:.4g}, {self.high:.4g}]" if self.low is not None and self.high is not None else ""
+        return f"{self.value:.4g}{interval}"
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def standing_of_metrics(metrics: dict, checkpoint: str | None = None) -> Standing:
+    """The challenger: its metrics.json."""
+    metric, value, higher = primary_metric(metrics)
+    flat = flatten(metrics)
+    return Standing(metric, value, higher, _number(flat.get(f"{metric}_ci_low")),
+                    _number(flat.get(f"{metric}_ci_high")), fp.of_metric(metrics, metric), checkpoint=checkpoint)
+
+
+def version_tags(s: Standing) -> dict[str, str]:
+    tags = {"ganzoo.primary_metric": s.metric, "ganzoo.primary_value": repr(s.value),
+            "ganzoo.higher_is_better": str(s.higher)}
+    if s.low is not None and s.high is not None:
+        tags.update({"ganzoo.primary_ci_low": repr(s.low), "ganzoo.primary_ci_high": repr(s.high)})
+    if s.fingerprint:
+        tags["ganzoo.fingerprint"] = str(s.fingerprint.get("hash"))
+        tags.update({f"ganzoo.fingerprint.{p}": str(s.fingerprint.get(p)) for p in fp.PARTS})
+    if s.checkpoint:
+        tags["ganzoo.checkpoint"] = s.checkpoint
+    return tags
+
+
+def standing_of_version(version) -> Standing:
+    """The champion: read back from its version's tags."""
+    tags = version.tags
+    parts = {p: tags[f"ganzoo.fingerprint.{p}"] for p in fp.PARTS if f"ganzoo.fingerprint.{p}" in tags}
+    fingerprint = {**parts, "hash": tags["ganzoo.fingerprint"]} if "ganzoo.fingerprint" in tags else None
+    value = _number(tags.get("ganzoo.primary_value"))
+    return Standing(str(tags.get("ganzoo.primary_metric")), math.nan if value is None else value,
+                    tags.get("ganzoo.higher_is_better") == "True", _number(tags.get("ganzoo.primary_ci_low")),
+                    _number(tags.get("ganzoo.primary_ci_high")), fingerprint, str(version.version),
+                    tags.get("ganzoo.checkpoint"))
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # champion | challenger | not-ranked
+    reason: str
+
+    @property
+    def wins(self) -> bool:
+        return self.outcome == CHAMPION
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _refusal(champ: Standing, chall: Standing) -> str:
+    parts = fp.differences(chall.fingerprint, champ.fingerprint)
+    if champ.fingerprint is None:
+        what = f"champion v{champ.version} has no fingerprint for {champ.metric} (registered before fingerprints)"
+    elif chall.fingerprint is None:
+        what = f"this evaluation has no fingerprint for {chall.metric} (evaluated before fingerprints)"
+    else:
+        shown = "; ".join(f"{p}: champion {_short(champ.fingerprint.get(p, ''))!r} vs this "
+                          f"{_short(chall.fingerprint.get(p, ''))!r}" for p in parts)
+        what = f"their {chall.metric} fingerprints differ in {shown}"
+    where = f" ({champ.checkpoint})" if champ.checkpoint else ""
+    settings = "; ".join(dict.fromkeys(PART_SETTINGS[p] for p in parts))
+    return (f"not ranked against champion v{champ.version}: {what}. Re-evaluate the champion's checkpoint{where} "
+            f"with this evaluation's settings ({settings}) and register it again, or evaluate this one like the "
+            "champion")
+
+
+def decide(champ: Standing | None, chall: Standing, gate: str = "interval", margin: float = 0.0) -> Decision:
+    """Whether the challenger takes `champion`, and why, in one line."""
+    if champ is None:
+        return Decision(CHAMPION, "there was no champion")
+    direction = "higher" if chall.higher else "lower"
+    if champ.metric != chall.metric or champ.higher != chall.higher:
+        return Decision(NOT_RANKED, f"champion v{champ.version} is scored by {champ.metric!r}, not {chall.metric!r} "
+                                    f"({direction} is better), so they cannot be compared; move the alias by hand "
+                                    "if this one should win")
+    if fp.differences(chall.fingerprint, champ.fingerprint):
+        return Decision(NOT_RANKED, _refusal(champ, chall))
+    vs = f"{chall.metric} {chall.shown()} vs champion v{champ.version}'s {champ.shown()} ({direction} is better"
+    if math.isnan(chall.value) or math.isnan(champ.value):
+        wins = beats(chall.value, champ.value, chall.higher)
+        return Decision(CHAMPION if wins else CHALLENGER, f"{vs}): {'beats' if wins else 'does not beat'} it")
+    sign = 1.0 if chall.higher else -1.0
+    edges = (chall.low, chall.high, champ.low, champ.high)
+    intervals = None not in edges
+    if gate == "interval" and intervals:
+        c_low, c_high, k_low, k_high = (float(e) for e in edges if e is not None)
+        # The challenger's worst edge against the champion's best edge.
+        gap = sign * ((c_low - k_high) if chall.higher else (c_high - k_low))
+        how = f"intervals {'separated by' if gap > 0 else 'overlap by'} {abs(gap):.4g}"
+    else:
+        gap = sign * (chall.value - champ.value)
+        why_values = "" if gate == "margin" else "; no interval on both sides, so values are compared"
+        how = f"{'better' if gap > 0 else 'not better'} by {abs(gap):.4g}{why_values}"
+    if gap > margin:
+        return Decision(CHAMPION, f"{vs}; {how}, margin {margin:g}): beats champion v{champ.version}")
+    noise = "within noise" if gap > 0 or (gate == "interval" and intervals) else "worse or equal"
+    return Decision(CHALLENGER, f"{vs}; {how}, margin {margin:g}): does not beat champion v{champ.version} "
+                                f"({noise})")
+
+
+# --------------------------------------------------------------------------- the alias move
+
 def _champion(client, name: str):
     from mlflow.exceptions import MlflowException
 
@@ -57,21 +220,50 @@ def _champion(client, name: str):
         return None
 
 
-def _decide(champion, metric: str, value: float, higher: bool) -> tuple[bool, str]:
-    """(becomes champion, why)."""
-    direction = "higher" if higher else "lower"
-    if champion is None:
-        return True, "there was no champion"
-    tags = champion.tags
-    if tags.get("ganzoo.primary_metric") != metric or tags.get("ganzoo.higher_is_better") != str(higher):
-        return False, (f"champion v{champion.version} is scored by {tags.get('ganzoo.primary_metric')!r}, not "
-                       f"{metric!r} ({direction} is better), so they cannot be compared; move the alias by hand "
-                       f"if this one should win")
-    old = float(tags["ganzoo.primary_value"])
-    if beats(value, old, higher):
-        return True, f"{metric} {value:.4g} beats champion v{champion.version}'s {old:.4g} ({direction} is better)"
-    return False, f"{metric} {value:.4g} does not beat champion v{champion.version}'s {old:.4g} ({direction} is better)"
+def lock_path(uri: str, name: str) -> Path:
+    """One lock file per store and registered model: beside a SQLite store (in its mlartifacts/
+    folder, as store.open_client's), else in the temp folder."""
+    key = hashlib.sha256(f"{uri}\n{name}".encode()).hexdigest()[:16]
+    db = store.sqlite_path(uri)
+    folder = db.resolve().parent / "mlartifacts" if db is not None else Path(tempfile.gettempdir())
+    return folder / f".ganzoo-registry-{key}.lock"
 
+
+def settle(client, name: str, version: str, chall: Standing, gate: str, margin: float,
+           lock: Path | None) -> tuple[Decision, Standing | None]:
+    """Decide against the current champion and move the alias, under the lock; -> (decision,
+    the champion it was decided against)."""
+    if lock is None:
+        return _settle(client, name, version, chall, gate, margin)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(lock), timeout=LOCK_TIMEOUT_S):
+            return _settle(client, name, version, chall, gate, margin)
+    except Timeout:
+        raise ConfigError(f"another `ganzoo register` of {name} has held {lock} for {LOCK_TIMEOUT_S} s; "
+                          "wait for it, or delete the lock file if no register is running") from None
+
+
+def _settle(client, name, version, chall, gate, margin) -> tuple[Decision, Standing | None]:
+    current = _champion(client, name)
+    for _ in range(RECHECKS):
+        champ = standing_of_version(current) if current is not None else None
+        decision = decide(champ, chall, gate, margin)
+        again = _champion(client, name)  # re-read right before the move: a writer the lock cannot see
+        if _version_of(again) == _version_of(current):
+            break
+        current = again
+    else:
+        raise ConfigError(f"the champion of {name} kept changing while registering v{version}; register again")
+    client.set_registered_model_alias(name, CHAMPION if decision.wins else CHALLENGER, version)
+    return decision, champ
+
+
+def _version_of(v) -> str | None:
+    return None if v is None else str(v.version)
+
+
+# --------------------------------------------------------------------------- register
 
 def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
     import mlflow
@@ -88,7 +280,7 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
         if key in metrics and metrics[key] != have:
             raise ConfigError(f"the metrics are for {key} {metrics[key]!r} but {checkpoint_path} is at {key} "
                               f"{have!r}; run `ganzoo evaluate` for this checkpoint before `ganzoo register`")
-    metric, value, higher = primary_metric(metrics)
+    chall = standing_of_metrics(metrics, str(checkpoint_path))
     name = registered_name(cfg, ckpt_cfg)
     uri = store.resolve_uri(cfg.tracking.uri)
     store.require_reachable(uri)
@@ -102,23 +294,30 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
         "tags": {**store.run_tags(ckpt_cfg), "ganzoo.stage": "register"}}
     with mlflow.start_run(**start) as run:
         info = log_generator(variant, checkpoint_path)
-    tags = {"ganzoo.primary_metric": metric, "ganzoo.primary_value": repr(value),
-            "ganzoo.higher_is_better": str(higher), "ganzoo.variant": ckpt_cfg.variant,
+    tags = {**version_tags(chall), "ganzoo.variant": ckpt_cfg.variant,
             "ganzoo.dataset": ckpt_cfg.data.source, "ganzoo.checkpoint_step": str(ckpt["step"]),
             **{f"metric.{k}": repr(v) for k, v in store.numeric_metrics(metrics).items()}}
     version = mlflow.register_model(info.model_uri, name, tags=tags)
 
-    champion = _champion(client, name)
-    wins, why = _decide(champion, metric, value, higher)
-    alias = CHAMPION if wins else CHALLENGER
-    client.set_registered_model_alias(name, alias, version.version)
-    kept = "" if wins else f"; champion stays v{champion.version}"
+    gate, margin = cfg.tracking.champion_gate, cfg.tracking.champion_margin
+    decision, champ = settle(client, name, str(version.version), chall, gate, margin, lock_path(uri, name))
+    alias = CHAMPION if decision.wins else CHALLENGER
+    for key, value in (("ganzoo.decision", decision.outcome), ("ganzoo.decision.reason", decision.reason),
+                       ("ganzoo.decision.gate", f"{gate}, margin {margin:g}"),
+                       ("ganzoo.decision.against", f"v{champ.version}" if champ else "none")):
+        client.set_model_version_tag(name, version.version, key, value)
+    kept = "" if decision.wins or champ is None else f"; champion stays v{champ.version}"
     return {
-        "name": name, "version": int(version.version), "alias": alias, "champion": wins,
-        "metric": metric, "value": value, "higher_is_better": higher,
-        "previous_champion": int(champion.version) if champion is not None else None,
-        "previous_value": float(champion.tags["ganzoo.primary_value"])
-        if champion is not None and "ganzoo.primary_value" in champion.tags else None,
+        "name": name, "version": int(version.version), "alias": alias, "champion": decision.wins,
+        "outcome": decision.outcome, "reason": decision.reason, "gate": gate, "margin": margin,
+        "metric": chall.metric, "value": chall.value, "ci_low": chall.low, "ci_high": chall.high,
+        "higher_is_better": chall.higher,
+        "fingerprint": (chall.fingerprint or {}).get("hash"),
+        "previous_champion": int(champ.version) if champ is not None and champ.version else None,
+        "previous_value": champ.value if champ is not None else None,
+        "previous_ci_low": champ.low if champ is not None else None,
+        "previous_ci_high": champ.high if champ is not None else None,
         "run_id": run.info.run_id, "model_uri": f"models:/{name}@{alias}",
-        "message": f"registered {name} v{version.version} as {alias}: {why}{kept}. Load it with models:/{name}@{alias}",
+        "message": f"registered {name} v{version.version} as {alias}: {decision.reason}{kept}. "
+                   f"Load it with models:/{name}@{alias}",
     }
