@@ -132,6 +132,7 @@ def test_scheduled_deployment_is_served_and_a_triggered_run_completes(api, tmp_p
         [schedule] = deployment.schedules
         assert schedule.schedule.cron == CRON and schedule.active
         assert deployment.parameters["params"] == "params.yaml"
+        assert deployment.global_concurrency_limit.limit == 1  # a manual run waits for the nightly one
 
         # register is covered by test_flows; here MLflow would only add its start-up time
         run = run_deployment("ganzoo-pipeline/it", parameters={"retry_delay_s": 0, "register_model": False},
@@ -165,6 +166,7 @@ def test_work_pool_deployment_registers_from_prefect_yaml(api):
     assert request["capabilities"] == [["gpu"]]
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * 0"]
     assert not deployment.schedules[0].active
+    assert deployment.global_concurrency_limit.limit == 1
 
 
 def test_local_process_pool_deployment_runs_flows_one_at_a_time(api, tmp_path):
