@@ -5,7 +5,11 @@ the files on disk are the same whichever ran them. What the flow adds is orchest
 
 - retries with exponential back-off for transient failures (I/O, network, MLflow server errors)
   and none for user errors (any GanzooError): bad params fail at once, one message;
-- artifacts: the metrics, the MLflow run link and registry decision, and the sample sheets.
+- artifacts: the metrics, the MLflow run link and registry decision, the sample sheets (as
+  images), and the training progress;
+- a run log that talks: each stage's own summary (data size, classifier accuracy, resume
+  decision, losses and images/s, scores, registry decision; `flows.runlog`), and run names that
+  say what ran (`dcgan-digits-20250101-031500`).
 
     python -m flows.pipeline [--params P] [--set KEY=VALUE ...] [--no-register] [--resume auto|no|yes]
 """
@@ -19,13 +23,16 @@ import json
 import os
 import re
 import sys
+import time
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
+from flows.runlog import TrainingLog, logger, pipeline_run_name
 from ganzoo import stages
 from ganzoo.config import Config, add_arguments, flatten, load_from_args
 from ganzoo.errors import EXIT_USER_ERROR, GanzooError
@@ -93,13 +100,17 @@ def config_task(params: str | None, overrides: list[str]) -> Config:
 
 @stage_task("prepare")
 def prepare_task(cfg: Config) -> dict:
-    return stages.prepare(cfg).manifest
+    manifest = stages.prepare(cfg).manifest
+    logger().info(stages.describe_prepared(manifest))
+    return manifest
 
 
 @stage_task("classifier")
 def classifier_task(cfg: Config) -> dict:
     """The evaluation feature space, trained once per dataset and cached (dvc.yaml's `classifier`)."""
-    return stages.fit_classifier(cfg)
+    info = stages.fit_classifier(cfg)
+    logger().info(stages.describe_classifier(info))
+    return info
 
 
 @stage_task("train")
@@ -108,18 +119,27 @@ def train_task(cfg: Config, resume: str = "auto") -> dict:
 
     if task_run.run_count > 1 and resume == "no":
         resume = "auto"  # a retry continues the checkpoint the failed attempt wrote
-    result = stages.train(cfg, resume=resume)
-    return {"checkpoint": str(result.checkpoint), "steps": result.steps, "resumed_from": result.resumed_from}
+    started = time.perf_counter()
+    result = stages.train(cfg, resume=resume, hooks=[TrainingLog(artifact_key(cfg.variant, "training"))])
+    elapsed = time.perf_counter() - started
+    logger().info(f"trained {cfg.variant} to step {result.steps} ({stages.describe_start(result.resumed_from)}) "
+                  f"in {elapsed:.1f} s -> {result.checkpoint}")
+    return {"checkpoint": str(result.checkpoint), "steps": result.steps, "resumed_from": result.resumed_from,
+            "elapsed_s": round(elapsed, 3)}
 
 
 @stage_task("evaluate")
 def evaluate_task(cfg: Config, checkpoint: str) -> dict:
-    return stages.evaluate(cfg, checkpoint)
+    metrics = stages.evaluate(cfg, checkpoint)
+    logger().info(f"evaluated {stages.describe_evaluation(metrics)}")
+    return metrics
 
 
 @stage_task("register")
 def register_task(cfg: Config, checkpoint: str) -> dict:
-    return stages.register(cfg, checkpoint)
+    decision = stages.register(cfg, checkpoint)
+    logger().info(decision.get("message", json.dumps(decision)))
+    return decision
 
 
 @stage_task("report")
@@ -133,6 +153,9 @@ def report_task(cfg: Config, metrics: dict, decision: dict | None) -> None:
     if sheets:
         create_markdown_artifact(sheets, key=artifact_key(cfg.variant, "samples"),
                                  description=f"ganzoo {cfg.variant}: sample sheets")
+    for sheet, uri in sheet_images(cfg):  # one image artifact per sheet, each with its own history
+        create_image_artifact(uri, key=artifact_key(cfg.variant, "sheet", sheet.stem),
+                              description=f"ganzoo {cfg.variant}: {sheet.name}")
 
 
 # --------------------------------------------------------------------------- artifacts
@@ -171,7 +194,8 @@ def mlflow_run_link(cfg: Config) -> str | None:
 
 def report_markdown(cfg: Config, metrics: dict, decision: dict | None) -> str:
     rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in flatten(metrics).items())
-    lines = [f"# ganzoo {cfg.variant} on {cfg.data.source} ({cfg.data.image_size}px)", "",
+    source = registry.resolve(cfg).data.source  # what `auto` meant for this variant
+    lines = [f"# ganzoo {cfg.variant} on {source} ({cfg.data.image_size}px)", "",
              "| metric | value |", "|---|---|", rows, ""]
     link = mlflow_run_link(cfg)
     lines.append(f"MLflow run: {link}" if link else "MLflow run: none (tracking disabled)")
@@ -208,20 +232,29 @@ def decision_markdown(decision: dict) -> str:
     return "\n".join(lines)
 
 
+def sheet_images(cfg: Config) -> list[tuple[Path, str]]:
+    """The evaluation's sample sheets that are small enough to embed, as data URIs (the Prefect UI
+    then shows them wherever it runs, with no file server): at most INLINE_IMAGES_MAX, each at
+    most INLINE_IMAGE_MAX_BYTES."""
+    found = []
+    for sheet in sorted(RunPaths.of(cfg).eval_dir.rglob("*.png")):
+        data = sheet.read_bytes()
+        if len(data) <= INLINE_IMAGE_MAX_BYTES and len(found) < INLINE_IMAGES_MAX:
+            found.append((sheet, f"data:image/png;base64,{base64.b64encode(data).decode()}"))
+    return found
+
+
 def sheets_markdown(cfg: Config) -> str | None:
-    """The evaluation's sample sheets as markdown images. Small sheets are embedded as data URIs
-    (the artifact then shows them wherever the Prefect UI runs); large ones are linked by path,
-    which only opens on the machine that ran the flow."""
+    """The evaluation's sample sheets as markdown images. Small sheets are embedded as data URIs;
+    large ones are linked by path, which only opens on the machine that ran the flow."""
     sheets = sorted(RunPaths.of(cfg).eval_dir.rglob("*.png"))
     if not sheets:
         return None
-    parts, inlined = [f"# ganzoo {cfg.variant}: sample sheets", ""], 0
+    embedded = dict(sheet_images(cfg))
+    parts = [f"# ganzoo {cfg.variant}: sample sheets", ""]
     for sheet in sheets:
-        data = sheet.read_bytes()
-        if len(data) <= INLINE_IMAGE_MAX_BYTES and inlined < INLINE_IMAGES_MAX:
-            uri = f"data:image/png;base64,{base64.b64encode(data).decode()}"
-            parts.append(f"**{sheet.name}**\n\n![{sheet.stem}]({uri})\n")
-            inlined += 1
+        if sheet in embedded:
+            parts.append(f"**{sheet.name}**\n\n![{sheet.stem}]({embedded[sheet]})\n")
         else:
             parts.append(f"**{sheet.name}**: [{sheet.resolve()}]({sheet.resolve().as_uri()})\n")
     return "\n".join(parts)
@@ -229,7 +262,7 @@ def sheets_markdown(cfg: Config) -> str | None:
 
 # --------------------------------------------------------------------------- flow
 
-@flow(name="ganzoo-pipeline", log_prints=True)
+@flow(name="ganzoo-pipeline", log_prints=True, flow_run_name=pipeline_run_name)
 def pipeline(params: str | None = "params.yaml", overrides: list[str] | None = None,
              variant: str | None = None, register_model: bool = True,
              resume: Literal["auto", "no", "yes"] = "auto", retry_delay_s: float = RETRY_DELAY_S) -> dict:

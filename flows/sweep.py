@@ -31,6 +31,7 @@ from flows.pipeline import (
     train_task,
     with_retry_delay,
 )
+from flows.runlog import stamp
 from ganzoo.config import add_arguments, flatten
 from ganzoo.data.prepared import prepared_path
 from ganzoo.errors import EXIT_USER_ERROR, ConfigError
@@ -60,7 +61,14 @@ def comparison_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-@flow(name="ganzoo-sweep", log_prints=True)
+def sweep_run_name() -> str:
+    """flow_run_name of the sweep: `sweep-<variants>-<time>`."""
+    from prefect.runtime import flow_run
+
+    return f"sweep-{'-'.join(flow_run.parameters.get('variants') or DEFAULT_VARIANTS)}-{stamp()}"
+
+
+@flow(name="ganzoo-sweep", log_prints=True, flow_run_name=sweep_run_name)
 def sweep(variants: list[str] | None = None, params: str | None = "params.yaml",
           overrides: list[str] | None = None, register_model: bool = True, max_parallel: int = 1,
           resume: str = "auto", retry_delay_s: float = RETRY_DELAY_S) -> list[dict]:

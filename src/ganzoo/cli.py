@@ -8,8 +8,11 @@ folder: `ganzoo.files.StorageError`, or an OSError with such an errno from a lib
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import platform
 import sys
+import time
 
 from ganzoo.config import add_arguments, load_from_args
 from ganzoo.errors import EXIT_USER_ERROR, GanzooError
@@ -20,13 +23,23 @@ def _config(args):
     return load_from_args(args.params, args.overrides)
 
 
+def _print_json(value) -> None:
+    """--json: one JSON document on stdout, for scripts (`jq`, CI)."""
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _stdout_for(args):
+    """With --json, what the stage itself prints (resume decisions, tracking notices) goes to
+    stderr, so that stdout holds the JSON document alone."""
+    return contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+
+
 def cmd_prepare(args) -> int:
     from ganzoo import stages
 
-    prep = stages.prepare(_config(args))
-    m = prep.manifest
-    print(f"prepared {m['count']} {m['source']} images of shape {tuple(m['shape'])} "
-          f"({m['kind']}, hash {m['content_hash']})")
+    cfg = _config(args)
+    for prep in stages.prepare_all(cfg) if args.all_variants else [stages.prepare(cfg)]:
+        print(stages.describe_prepared(prep.manifest))
     return 0
 
 
@@ -38,18 +51,34 @@ def cmd_train(args) -> int:
     if args.nproc > 1 and distributed.env_rank_world()[1] == 1:  # relaunch through torchrun
         sets = [a for o in args.overrides for a in ("--set", o)]
         return distributed.launch(args.nproc, ["train", "--params", args.params, *sets, "--resume", args.resume,
-                                               *(["--no-track"] if args.no_track else [])], cfg.train.device)
-    result = stages.train(cfg, resume=args.resume, track=False if args.no_track else None)
+                                               *(["--no-track"] if args.no_track else []),
+                                               *(["--json"] if args.json else [])], cfg.train.device)
+    started = time.perf_counter()
+    with _stdout_for(args):
+        result = stages.train(cfg, resume=args.resume, track=False if args.no_track else None)
+    elapsed = time.perf_counter() - started
     if distributed.env_rank_world()[0] != 0:
         return 0
     last = result.history[-1] if result.history else {}
-    losses = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k != "step" and not k.startswith("probe_"))
-    print(f"trained {cfg.variant} to step {result.steps} -> {result.checkpoint}  {losses}")
+    if args.json:
+        _print_json({"variant": cfg.variant, "checkpoint": str(result.checkpoint), "steps": result.steps,
+                     "resumed_from": result.resumed_from, "elapsed_s": round(elapsed, 3),
+                     "best": str(result.best) if result.best else None, "best_step": result.best_step,
+                     "stop_reason": result.stop_reason,
+                     "losses": {k: v for k, v in last.items() if k != "step" and not k.startswith("probe_")}})
+        return 0
+    print(f"trained {cfg.variant} to step {result.steps} ({stages.describe_start(result.resumed_from)}) in "
+          f"{_duration(elapsed)} -> {result.checkpoint}  {stages.describe_losses(last)}")
     if result.best is not None:
         print(f"best in-loop evaluation at step {result.best_step} -> {result.best}")
     if result.stop_reason:
         print(result.stop_reason)
     return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes}m{s:02d}s" if minutes else f"{seconds:.1f}s"
 
 
 def cmd_classifier(args) -> int:
@@ -65,30 +94,48 @@ def cmd_classifier(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from ganzoo import stages
+    from ganzoo.paths import RunPaths
 
+    cfg = _config(args)
     track = False if args.no_track else None
     if len(args.checkpoint or []) > 1:
-        print(json.dumps(stages.evaluate_seeds(_config(args), args.checkpoint, track=track), indent=2))
+        print(json.dumps(stages.evaluate_seeds(cfg, args.checkpoint, track=track), indent=2))
         return 0
-    metrics = stages.evaluate(_config(args), (args.checkpoint or [None])[0], track=track)
-    print(json.dumps(metrics, indent=2))
+    with _stdout_for(args):
+        metrics = stages.evaluate(cfg, (args.checkpoint or [None])[0], track=track)
+    if args.scores:
+        stages.write_scores(metrics, args.scores)
+    if args.json:
+        _print_json(metrics)
+        return 0
+    print(f"evaluated {stages.describe_evaluation(metrics)}")
+    print(f"metrics: {RunPaths.of(cfg.model_copy(update={'variant': metrics['variant']})).metrics}"
+          + (f", scores: {args.scores}" if args.scores else ""))
     return 0
 
 
 def cmd_register(args) -> int:
     from ganzoo import stages
 
-    decision = stages.register(_config(args), args.checkpoint)
-    print(decision.get("message", json.dumps(decision)))
+    with _stdout_for(args):
+        decision = stages.register(_config(args), args.checkpoint)
+    if args.json:
+        _print_json(decision)
+    else:
+        print(decision.get("message", json.dumps(decision)))
     return 0
 
 
 def cmd_sample(args) -> int:
     from ganzoo import stages
 
-    done = stages.sample(args.checkpoint, args.n, args.out, labels=args.labels, codes=args.codes,
-                         seed=args.seed, device=args.device, cfg=_config(args))
-    print(f"wrote {done['n']} samples from {done['variant']} to {done['out']}")
+    with _stdout_for(args):
+        done = stages.sample(args.checkpoint, args.n, args.out, labels=args.labels, codes=args.codes,
+                             seed=args.seed, device=args.device, cfg=_config(args))
+    if args.json:
+        _print_json(done)
+    else:
+        print(f"wrote {done['n']} samples from {done['variant']} to {done['out']}")
     return 0
 
 
@@ -109,62 +156,162 @@ def cmd_variants(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ganzoo",
-                                     description="Every classic GAN, trained, judged, versioned, served.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks, and shows each option's default unless its help names it."""
 
-    p = sub.add_parser("prepare", help="prepare the dataset named by data.source")
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default in (None, False, [])
+                or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ganzoo import __version__
+
+    found = []
+    for dist in ("torch", "mlflow", "prefect", "dvc"):
+        try:
+            found.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            found.append(f"{dist} missing")
+    return f"ganzoo {__version__} (python {platform.python_version()}, {', '.join(found)})"
+
+
+# Shown under each command's --help: what it writes, and how it is usually called.
+EXAMPLES = {
+    "prepare": """writes data/prepared/<source>-<size>/ (data.pt + manifest.json)
+
+examples:
+  ganzoo prepare                                   # data.source of params.yaml (auto: the variant's default)
+  ganzoo prepare --set data.source=mnist --set data.root=/data/mnist
+  ganzoo prepare --all-variants                    # what dvc.yaml runs""",
+    "train": """writes checkpoints/<variant>/last.pt (resumable) and metrics/<variant>/losses.csv;
+logs to MLflow unless tracking.enabled=false or --no-track
+
+examples:
+  ganzoo train                                     # params.yaml as it is
+  ganzoo train --set variant=wgan_gp --set train.steps=3000
+  ganzoo train --resume auto                       # continue when compatible (what dvc.yaml runs)
+  ganzoo train --nproc 2 --set train.device=cuda   # two GPUs through torchrun
+  ganzoo train --json | jq .elapsed_s""",
+    "classifier": """writes data/classifier/<dataset hash>-<steps>.pt, reused by every evaluation of that dataset
+
+examples:
+  ganzoo classifier
+  ganzoo classifier --set eval.classifier_steps=1200""",
+    "evaluate": """writes eval/<variant>/metrics.json and eval/<variant>/sheets/*.png
+
+examples:
+  ganzoo evaluate                                  # checkpoints/<variant>/last.pt
+  ganzoo evaluate --checkpoint other/last.pt --no-track
+  ganzoo evaluate --scores eval/scores.json        # + the scores alone (what dvc.yaml runs)
+  ganzoo evaluate --json | jq .fid_classifier""",
+    "register": """registers a version of ganzoo-<variant>-<source> (or tracking.registered_name); the
+alias `champion` moves only when the primary metric improves, else the version is `challenger`
+
+examples:
+  ganzoo register
+  ganzoo register --set tracking.uri=http://127.0.0.1:5000 --json""",
+    "sample": """examples:
+  ganzoo sample checkpoints/dcgan/last.pt --out grid.png
+  ganzoo sample models:/ganzoo-cgan-digits@champion --n 20 --labels 0,1,2 --out x.npz
+  ganzoo sample checkpoints/infogan/last.pt --codes cat=3,c1=0.5 --out traversal.png --json""",
+    "translate": """examples:
+  ganzoo translate checkpoints/pix2pix/last.pt --input outlines/ --out translated/
+  ganzoo translate models:/ganzoo-cyclegan-digits_unpaired@champion --input a.png --out out/ --direction BtoA""",
+}
+
+
+def _subcommand(sub, name: str, help: str, description: str):
+    return sub.add_parser(name, help=help, description=description, epilog=EXAMPLES.get(name),
+                          formatter_class=_Help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganzoo", formatter_class=_Help,
+        description="Every classic GAN, trained, judged, versioned, served.",
+        epilog="""pipeline: prepare -> classifier -> train -> evaluate -> register (`dvc repro` runs the
+first four; `python -m flows.pipeline` all five). Parameters come from params.yaml, overridden
+with --set KEY=VALUE; `ganzoo COMMAND --help` shows each command's options and examples.""")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _subcommand(sub, "prepare", "prepare the dataset named by data.source",
+                    "Turn data.source into the prepared format (uint8 tensors + manifest) that training reads.")
     add_arguments(p)
+    p.add_argument("--all-variants", action="store_true",
+                   help="prepare data.source as every variant reads it (auto: digits, digits_paired and "
+                        "digits_unpaired), so switching `variant` needs no new prepare")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", help="train the variant named by `variant`")
+    p = _subcommand(sub, "train", "train the variant named by `variant`",
+                    "Train `variant` on the prepared data through the one training loop.")
     add_arguments(p)
     p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto", "no"],
-                   help="continue from checkpoints/<variant>/last.pt (auto: only when compatible)")
+                   help="continue checkpoints/<variant>/last.pt: yes (error if incompatible), auto (continue "
+                        "when compatible, else start fresh), no; bare --resume means yes")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow for this run")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train on N processes/GPUs through torchrun (global batch = train.batch_size x N)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (checkpoint, steps, elapsed_s, ...)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("classifier", help="train/cache the evaluation classifier on the prepared data")
+    p = _subcommand(sub, "classifier", "train/cache the evaluation classifier on the prepared data",
+                    "Fit the classifier whose features the metrics are computed in (cached per dataset).")
     add_arguments(p)
     p.set_defaults(func=cmd_classifier)
 
-    p = sub.add_parser("evaluate", help="metrics and sample sheets for a checkpoint")
+    p = _subcommand(sub, "evaluate", "metrics and sample sheets for a checkpoint",
+                    "Score a checkpoint (FID, KID, precision/recall, mode coverage, ... in the classifier's "
+                    "feature space) and draw its sample sheets.")
     add_arguments(p)
     p.add_argument("--checkpoint", action="append", default=None,
                    help="a path, last, best, or auto (default: best.pt when the monitor kept one, else last.pt); "
                         "repeat it for several seeds of one config: each is evaluated into "
                         "eval/<variant>/seeds/<i>/ and aggregated (seeds/aggregate.json)")
-    p.add_argument("--no-track", action="store_true")
+    p.add_argument("--no-track", action="store_true", help="do not log to the checkpoint's MLflow run")
+    p.add_argument("--scores", default=None, metavar="FILE.json",
+                   help="also write the scores alone (no settings or labels) to FILE.json, a stable path "
+                        "for `dvc metrics` / `dvc exp show` to compare every variant column by column")
+    p.add_argument("--json", action="store_true", help="print metrics.json's content instead of a summary")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("register", help="register the generator in MLflow; champion only if better")
+    p = _subcommand(sub, "register", "register the generator in MLflow; champion only if better",
+                    "Log the generator as an MLflow pyfunc model, register a version and decide its alias.")
     add_arguments(p)
     p.add_argument("--checkpoint", default=None, help="as for evaluate: a path, last, best or auto (default)")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("sample", help="generate images from a checkpoint or models:/NAME@alias")
-    p.add_argument("checkpoint", help="a .pt path, best / last (of the params' run), or models:/NAME@alias")
+    p = _subcommand(sub, "sample", "generate images from a checkpoint or models:/NAME@alias",
+                    "Generate images from a checkpoint file or an MLflow model URI.")
+    p.add_argument("checkpoint", help="a checkpoint file, best / last (of the params' run), models:/NAME@alias "
+                                      "or runs:/RUN_ID/PATH")
     add_arguments(p)
-    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--n", type=int, default=64, help="number of images")
     p.add_argument("--out", required=True, help="FILE.npz (uint8 images N,H,W,C [+labels]) or FILE.png (grid)")
     p.add_argument("--labels", default=None, help="class per sample, comma-separated, repeated to fill --n (cgan)")
     p.add_argument("--codes", default=None, help="infogan latent codes, e.g. cat=3,c1=-1.0,c2=0.5")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same images")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("translate", help="translate images with a pix2pix/cyclegan/discogan checkpoint")
-    p.add_argument("checkpoint")
+    p = _subcommand(sub, "translate", "translate images with a pix2pix/cyclegan/discogan checkpoint",
+                    "Translate an image or a folder of images with a translation model.")
+    p.add_argument("checkpoint", help="a checkpoint file, models:/NAME@alias or runs:/RUN_ID/PATH")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="AtoB or BtoA")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("variants", help="list registered variants")
+    p = _subcommand(sub, "variants", "list registered variants", "List the registered variants, their data and paper.")
     p.set_defaults(func=cmd_variants)
     return parser
 

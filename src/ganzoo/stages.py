@@ -8,12 +8,14 @@ and hands the resolved config down; `RunPaths` names every file a run writes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from ganzoo import sampling
 from ganzoo.config import Config
 from ganzoo.data.prepared import Prepared, load_prepared, prepared_path
 from ganzoo.errors import ConfigError
+from ganzoo.files import atomic_write_text
 from ganzoo.paths import RunPaths
 from ganzoo.variants import registry
 
@@ -26,22 +28,37 @@ def prepare(cfg: Config) -> Prepared:
     return prepare_data(cfg.data, batch_size=cfg.train.batch_size)
 
 
+def prepare_all(cfg: Config) -> list[Prepared]:
+    """prepare() for data.source as every variant reads it: with data.source=auto, each variant's
+    embedded default (digits, digits_paired, digits_unpaired: small, offline), else the one source.
+    What `dvc.yaml` runs, so that its prepare stage depends on `data` alone and switching
+    `variant` finds its data already there instead of re-running prepare."""
+    done: dict[Path, Prepared] = {}
+    for name in registry.names():
+        resolved = registry.resolve(cfg.model_copy(update={"variant": name}))
+        key = prepared_path(resolved.data)
+        if key not in done:
+            done[key] = prepare(resolved)
+    return list(done.values())
+
+
 def load_data(cfg: Config) -> Prepared:
     return load_prepared(prepared_path(registry.resolve(cfg).data))
 
 
-def train(cfg: Config, resume: str = "no", track: bool | None = None):
-    """Train cfg.variant on the prepared data; returns a TrainResult (checkpoint path, history)."""
+def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Sequence = ()):
+    """Train cfg.variant on the prepared data; returns a TrainResult (checkpoint path, history).
+    hooks: more observers of the loop (`ganzoo.training.hooks.Hooks`), e.g. a flow's logger."""
     from ganzoo.training.distributed import env_rank_world
     from ganzoo.training.loop import train_loop
 
     cfg = registry.resolve(cfg)
     prep = load_data(cfg)
-    hooks = []
+    observers = list(hooks)
     rank0 = env_rank_world()[0] == 0
     tracker = _tracker(cfg, track) if rank0 else None  # one MLflow run, from rank 0
     if tracker is not None:
-        hooks.append(tracker.training_hooks())
+        observers.append(tracker.training_hooks())
     monitor = None
     if rank0:
         from ganzoo.evaluation.monitor import build_monitor
@@ -50,7 +67,7 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None):
         monitor, what = build_monitor(cfg, prep, resolve_device(cfg.train.device))
         print(f"[ganzoo] {what}", flush=True)
     try:
-        return train_loop(cfg, prep, resume=resume, hooks=hooks, monitor=monitor)
+        return train_loop(cfg, prep, resume=resume, hooks=observers, monitor=monitor)
     finally:
         if tracker is not None:
             tracker.close()
@@ -132,6 +149,25 @@ def evaluate_seeds(cfg: Config, checkpoints: list[str | Path], track: bool | Non
     return summary
 
 
+# metrics.json keys that describe how an evaluation ran, not how good the model is.
+EVAL_SETTINGS = frozenset({"step", "n_samples", "eval_seed", "feature_dim"})
+
+
+def scores(metrics: dict) -> dict[str, float]:
+    """The numbers that judge the model: metrics.json without its settings (step, sample count,
+    seed, feature width), labels (variant, source, primary_metric) and flags. What `dvc metrics`
+    and `dvc exp show` compare, so their columns are scores only."""
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in EVAL_SETTINGS}
+
+
+def write_scores(metrics: dict, path: str | Path) -> Path:
+    """scores(metrics) as JSON at `path` (the stable file dvc.yaml declares as its metrics)."""
+    out = Path(path)
+    atomic_write_text(out, json.dumps(scores(metrics), indent=2, sort_keys=True) + "\n")
+    return out
+
+
 def register(cfg: Config, checkpoint: str | Path | None = None) -> dict:
     """Log the generator as an MLflow model, register it, move `champion` only if it is better."""
     from ganzoo.tracking.registry import register_checkpoint
@@ -143,6 +179,38 @@ def register(cfg: Config, checkpoint: str | Path | None = None) -> dict:
     if not paths.metrics.exists():
         raise ConfigError(f"no metrics at {paths.metrics}; run `ganzoo evaluate` before `ganzoo register`")
     return register_checkpoint(cfg, ckpt, json.loads(paths.metrics.read_text()))
+
+
+# --------------------------------------------------------------------------- one-line summaries
+# The same words on the command line (`ganzoo <stage>`) and in a Prefect run's log.
+
+def describe_prepared(manifest: dict) -> str:
+    return (f"prepared {manifest['count']} {manifest['source']} images of shape {tuple(manifest['shape'])} "
+            f"({manifest['kind']}, hash {manifest['content_hash']})")
+
+
+def describe_classifier(info: dict) -> str:
+    return f"evaluation classifier {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}"
+
+
+def describe_start(resumed_from: int) -> str:
+    """The resume decision as the loop took it (`--resume auto` may have started fresh)."""
+    return f"resumed at step {resumed_from}" if resumed_from else "from scratch"
+
+
+def describe_losses(losses: dict) -> str:
+    return "  ".join(f"{k}={v:.4f}" for k, v in losses.items() if k != "step")
+
+
+def describe_evaluation(metrics: dict) -> str:
+    """The primary metric first, then the other scores."""
+    primary = metrics.get("primary_metric")
+    found = scores(metrics)
+    head = f"{metrics.get('variant', '?')} at step {metrics.get('step', '?')}"
+    if primary in found:
+        better = "higher" if metrics.get("primary_higher_is_better") else "lower"
+        head += f": {primary} {found.pop(primary):.4g} ({better} is better)"
+    return head + "".join(f", {k} {v:.4g}" for k, v in found.items())
 
 
 # --------------------------------------------------------------------------- inference

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ganzoo import stages
 from ganzoo.errors import ConfigError, DataError
@@ -110,6 +111,113 @@ def test_pipeline_runs_every_stage_and_publishes_artifacts(project):
     assert result["registry"]["message"] in report.data
     sheets = artifact("ganzoo-dcgan-samples")
     assert "data:image/png;base64," in sheets.data
+
+
+def flow_logs(flow_run_id) -> list[str]:
+    """The messages a flow run (and its tasks) sent to the server, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)  # logs travel in batches
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                                sort=LogSort.TIMESTAMP_ASC, limit=200)
+    return [log.message for log in logs]
+
+
+@pytest.mark.slow
+def test_a_run_talks_in_its_log_and_artifacts(project):
+    """What each stage says, the training's progress, the sheets as images, a run name that says
+    what ran, the resolved data source in the report's title."""
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import pipeline
+
+    state = pipeline(params="params.yaml", register_model=False, resume="no", retry_delay_s=0, return_state=True)
+    assert state.is_completed()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        name = client.read_flow_run(run_id).name
+    assert re.fullmatch(r"dcgan-digits-\d{8}-\d{6}", name), name
+    logs = "\n".join(flow_logs(run_id))
+    for said in (r"prepared 96 digits images of shape \(1, 16, 16\)",  # data size
+                 r"evaluation classifier .*: held-out accuracy \d\.\d{4}",  # classifier accuracy
+                 r"training dcgan from scratch to step 4",  # resume decision
+                 r"step [24]/4  loss_d=\d+\.\d{4}  loss_g=\d+\.\d{4}  [\d,]+ images/s",  # losses, speed
+                 r"trained dcgan to step 4 \(from scratch\)",
+                 r"evaluated dcgan at step 4: fid_classifier "):
+        assert re.search(said, logs), f"{said!r} not in the run log:\n{logs}"
+
+    assert artifact("ganzoo-dcgan-training").data == 100.0  # the progress artifact, at the end
+    sheet = artifact("ganzoo-dcgan-sheet-samples")
+    assert sheet.type == "image" and sheet.data.startswith("data:image/png;base64,")
+    assert artifact("ganzoo-dcgan-report").data.startswith("# ganzoo dcgan on digits (16px)")  # not "on auto"
+
+
+def test_run_names_say_what_runs(project):
+    from datetime import datetime
+
+    from flows.runlog import pipeline_name
+
+    when = datetime(2025, 1, 1, 3, 15)
+    assert pipeline_name("params.yaml", [], when) == "dcgan-digits-20250101-031500"
+    assert pipeline_name("params.yaml", ["variant=pix2pix"], when) == "pix2pix-digits_paired-20250101-031500"
+    assert pipeline_name("params.yaml", ["variant=nope"], when) == "ganzoo-20250101-031500"  # the config task says why
+
+
+def test_training_log_throttles_and_survives_a_failing_artifact(monkeypatch):
+    import prefect.artifacts
+
+    from flows.runlog import TrainingLog
+    from ganzoo.config import load_config
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, msg):
+            self.lines.append(("info", msg))
+
+        def warning(self, msg):
+            self.lines.append(("warning", msg))
+
+    def down(*args, **kwargs):
+        raise ConnectionError("server gone")
+
+    monkeypatch.setattr(prefect.artifacts, "create_progress_artifact", down)
+    now = [0.0]
+    log = Log()
+    hook = TrainingLog("ganzoo-dcgan-training", log, every_s=10, clock=lambda: now[0])
+    hook.on_start(load_config(None, ["train.steps=100"]), None, 20)
+    for step in range(30, 101, 10):
+        now[0] += 4
+        hook.on_log(step, {"loss_d": 0.5}, 100.0)
+    hook.on_end(100, "checkpoints/dcgan/last.pt")
+    messages = [m for _, m in log.lines]
+    assert messages[0].startswith("training dcgan resuming at step 20 to step 100")
+    assert [m.split()[1] for m in messages if m.startswith("step ")] == ["30/100", "60/100", "90/100"]
+    assert [kind for kind, _ in log.lines].count("warning") == 1  # said once; training went on
+    assert messages[-1] == "reached step 100: checkpoints/dcgan/last.pt"
+
+
+def test_prefect_telemetry_is_off_unless_asked_for():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import flows, os; from prefect._internal.analytics.enabled import is_telemetry_enabled; "
+            "print(os.environ['DO_NOT_TRACK'], os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], is_telemetry_enabled())")
+    env = {k: v for k, v in os.environ.items() if k not in ("DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED", "CI")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+
+    def shown(**extra):
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              check=True, cwd=REPO).stdout.split()
+
+    assert shown() == ["1", "false", "False"]
+    assert shown(DO_NOT_TRACK="0", PREFECT_SERVER_ANALYTICS_ENABLED="true")[:2] == ["0", "true"]  # the user's choice
 
 
 def same(a, b) -> bool:
@@ -273,3 +381,19 @@ def test_dockerfile_refers_only_to_what_the_repo_has():
     ignored = (REPO / ".dockerignore").read_text().split()
     for must_stay_out in (".venv", "data", "checkpoints", "mlruns", "mlflow.db", ".dvc/cache"):
         assert must_stay_out in ignored
+
+
+def test_prefect_yaml_has_a_local_deployment_and_runs_each_one_at_a_time():
+    from flows.deploy import pool_spec
+    from flows.pipeline import pipeline
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    assert spec.get("pull") is None  # each deployment says where its runs start: no shared /home/ganzoo/app
+    local = pool_spec("local", REPO / "prefect.yaml")
+    pipeline.validate_parameters(local["parameters"])
+    assert "image" not in local["work_pool"].get("job_variables", {})
+    [step] = local["pull"]
+    assert step == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}
+    for dep in spec["deployments"]:
+        assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}, dep["name"]
+        assert dep["work_pool"]["job_variables"]["env"]["DO_NOT_TRACK"] == "1", dep["name"]

@@ -1,11 +1,14 @@
 """The deployments against a real `prefect server start` on loopback: the cron-scheduled
 deployment is registered and served by `python -m flows.deploy serve`, a triggered run
-completes, and prefect.yaml's work-pool deployment registers from code with its GPU request.
+completes; prefect.yaml's `local` deployment, registered by `prefect deploy`, runs flows on a
+process worker one at a time; and its `gpu` deployment registers from code with its GPU request.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +132,7 @@ def test_scheduled_deployment_is_served_and_a_triggered_run_completes(api, tmp_p
         [schedule] = deployment.schedules
         assert schedule.schedule.cron == CRON and schedule.active
         assert deployment.parameters["params"] == "params.yaml"
+        assert deployment.global_concurrency_limit.limit == 1  # a manual run waits for the nightly one
 
         # register is covered by test_flows; here MLflow would only add its start-up time
         run = run_deployment("ganzoo-pipeline/it", parameters={"retry_delay_s": 0, "register_model": False},
@@ -162,3 +166,70 @@ def test_work_pool_deployment_registers_from_prefect_yaml(api):
     assert request["capabilities"] == [["gpu"]]
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * 0"]
     assert not deployment.schedules[0].active
+    assert deployment.global_concurrency_limit.limit == 1
+
+
+def test_local_process_pool_deployment_runs_flows_one_at_a_time(api, tmp_path):
+    """As prefect.yaml says: `prefect deploy --name local` in the project folder, a process worker,
+    two runs triggered at once (a cron run and a manual one, say): both complete, one after the
+    other, in the project folder, with names that say what ran."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments import run_deployment
+
+    from flows.deploy import deploy_to_pool
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(REPO / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    write_params(project)
+    env = {**api, "PWD": str(project)}  # the shell's folder, as `cd project && prefect deploy` has it
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="ganzoo-local", type="process"))
+    prefect_cli = str(Path(sys.executable).with_name("prefect"))
+    deployed = subprocess.run([prefect_cli, "--no-prompt", "deploy", "--name", "local"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    by_cli = read_deployment("ganzoo-pipeline/local")
+    assert by_cli.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}]
+    assert by_cli.global_concurrency_limit.limit == 1 and by_cli.concurrency_options.collision_strategy == "ENQUEUE"
+
+    log = tmp_path / "worker.log"
+    worker = start([prefect_cli, "worker", "start", "--pool", "ganzoo-local", "--limit", "2"], log, cwd=project,
+                   env=env)
+    try:
+        params = {"retry_delay_s": 0, "register_model": False}
+        runs = [run_deployment("ganzoo-pipeline/local", parameters=params, timeout=0) for _ in range(2)]
+        with get_client(sync_client=True) as client:
+            def finished():
+                states = [client.read_flow_run(r.id) for r in runs]
+                return states if all(s.state.is_final() for s in states) else None
+
+            done = wait_until(finished, 300, "two runs of the local deployment", worker, log)
+    finally:
+        stop(worker, signal.SIGINT)
+    assert all(r.state.is_completed() for r in done), f"{[r.state for r in done]}\n{tail(log)}"
+    first, second = sorted(done, key=lambda r: r.start_time)
+    assert second.start_time >= first.end_time  # the second waited for the first (ENQUEUE)
+    for r in done:
+        assert re.fullmatch(r"dcgan-digits-\d{8}-\d{6}", r.name), r.name
+    assert (project / "checkpoints" / "dcgan" / "last.pt").is_file()  # ran in the project folder
+    assert (project / "eval" / "dcgan" / "metrics.json").is_file()
+
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:  # the same deployment from code: stored the same way
+        deploy_to_pool("local")
+    finally:
+        os.chdir(cwd)
+    by_code = read_deployment("ganzoo-pipeline/local")
+    for field in ("pull_steps", "parameters", "job_variables", "entrypoint", "work_pool_name", "tags",
+                  "concurrency_options"):
+        assert getattr(by_code, field) == getattr(by_cli, field), field
+    assert by_code.global_concurrency_limit.limit == 1
+
+    def schedules(d):
+        return [(s.schedule.cron, s.active) for s in d.schedules]
+
+    assert schedules(by_code) == schedules(by_cli) == [("0 3 * * *", False)]
