@@ -8,6 +8,7 @@ and hands the resolved config down; `RunPaths` names every file a run writes.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Seq
         from ganzoo.training.device import resolve_device
 
         monitor, what = build_monitor(cfg, prep, resolve_device(cfg.train.device))
-        print(f"[ganzoo] {what}", flush=True)
+        print(f"[ganzoo] {what}", file=sys.stderr, flush=True)
     try:
         return train_loop(cfg, prep, resume=resume, hooks=observers, monitor=monitor)
     finally:
@@ -120,7 +121,7 @@ def evaluate(cfg: Config, checkpoint: str | Path | None = None, track: bool | No
     cfg = registry.resolve(cfg)
     paths = RunPaths.of(cfg)
     ckpt = checkpoint_path(cfg, checkpoint)
-    print(f"[ganzoo] evaluating {ckpt}", flush=True)
+    print(f"[ganzoo] evaluating {ckpt}", file=sys.stderr, flush=True)
     metrics = evaluate_checkpoint(cfg, ckpt)
     tracker = _tracker(cfg, track)
     if tracker is not None:
@@ -175,7 +176,7 @@ def register(cfg: Config, checkpoint: str | Path | None = None) -> dict:
     cfg = registry.resolve(cfg)
     paths = RunPaths.of(cfg)
     ckpt = checkpoint_path(cfg, checkpoint)
-    print(f"[ganzoo] registering {ckpt}", flush=True)
+    print(f"[ganzoo] registering {ckpt}", file=sys.stderr, flush=True)
     if not paths.metrics.exists():
         raise ConfigError(f"no metrics at {paths.metrics}; run `ganzoo evaluate` before `ganzoo register`")
     return register_checkpoint(cfg, ckpt, json.loads(paths.metrics.read_text()))
@@ -199,7 +200,7 @@ def describe_start(resumed_from: int) -> str:
 
 
 def describe_losses(losses: dict) -> str:
-    return "  ".join(f"{k}={v:.4f}" for k, v in losses.items() if k != "step")
+    return "  ".join(f"{k}={v:.4f}" for k, v in losses.items() if k != "step" and not k.startswith("probe_"))
 
 
 def describe_evaluation(metrics: dict) -> str:

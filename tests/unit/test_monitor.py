@@ -50,7 +50,7 @@ def collapsed(monkeypatch):
 
 def test_a_collapsed_generator_raises_the_alarm_within_one_interval(in_tmp, prep, collapsed, capsys):
     result = run(cfg("collapsed", steps=4), prep)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "ALARM at step 2: collapse" in out and out.count("ALARM") == 1  # said once
     assert result.history[1]["step"] == 2 and result.history[1]["probe_coverage"] <= 0.1
     assert result.history[1]["probe_entropy"] == pytest.approx(0.0, abs=1e-9)  # one class: no entropy

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,7 +251,7 @@ class _Run:
                 h.on_eval(health)
             save_best = self.keeper.update(health) and mc.keep_best
             if self.keeper.first_alarm(health):
-                print(f"[ganzoo] ALARM at step {step}: {health.alarm}", flush=True)
+                print(f"[ganzoo] ALARM at step {step}: {health.alarm}", file=sys.stderr, flush=True)
                 for h in hooks:
                     h.on_alarm(step, health.alarm or "")
             if health.alarm is not None and mc.stop_on_alarm:
@@ -302,7 +303,7 @@ class _Run:
             if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps or stopping:
                 self.checkpoint(step, hooks)
             if stopping:
-                print(f"[ganzoo] {self.stop_reason or 'stopped by rank 0 monitor'}", flush=True)
+                print(f"[ganzoo] {self.stop_reason or 'stopped by rank 0 monitor'}", file=sys.stderr, flush=True)
                 break
         if step == self.start and not self.had_checkpoint:
             self.checkpoint(step, hooks)
