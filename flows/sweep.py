@@ -48,7 +48,8 @@ def comparison_rows(results: dict[str, dict]) -> list[dict]:
     metric_keys: list[str] = []
     for r in results.values():
         for k in flatten(r.get("metrics") or {}):
-            if k not in metric_keys and k not in ("variant", "status", "registry"):
+            # A fingerprint's parts are long descriptions; its hash (fingerprint_<family>) is a column.
+            if k not in metric_keys and k not in ("variant", "status", "registry") and not k.startswith("fingerprint."):
                 metric_keys.append(k)
     rows = []
     for name, r in results.items():
