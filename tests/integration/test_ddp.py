@@ -104,7 +104,9 @@ def test_nproc_flag_trains_checkpoints_on_rank0_and_resumes_every_rank(in_tmp):
     common = ["--set", "data.image_size=16", "--set", "data.limit=128", "--set", "train.batch_size=8",
               "--set", "train.checkpoint_every=2", "--set", "train.log_every=2", "--set", "train.threads=1",
               "--set", "train.progress=false", "--set", "tracking.enabled=false",
-              "--set", "model.dcgan.ngf=8", "--set", "model.dcgan.ndf=8"]
+              "--set", "model.dcgan.ngf=8", "--set", "model.dcgan.ndf=8",
+              # the monitor runs on rank 0 under DDP too; a quick classifier keeps the test short
+              "--set", "eval.classifier_steps=20", "--set", "monitor.n_probe=64"]
     stages.prepare(load_config(None, [c for c in common if c != "--set"]))
 
     def train(steps, *flags):

@@ -25,7 +25,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     common = ["--set", "data.image_size=16", "--set", "data.limit=256", "--set", "train.batch_size=16",
               "--set", "train.checkpoint_every=10", "--set", "train.log_every=5", "--set", "train.threads=1",
               "--set", "tracking.enabled=false", "--set", "train.progress=false",
-              "--set", "model.dcgan.ngf=16", "--set", "model.dcgan.ndf=16", "--set", "train.steps=200"]
+              "--set", "model.dcgan.ngf=16", "--set", "model.dcgan.ndf=16", "--set", "train.steps=200",
+              # the training monitor stays on (kill-and-resume must stay bit-exact with it), quick classifier
+              "--set", "eval.classifier_steps=20", "--set", "monitor.eval_every=20", "--set", "monitor.n_probe=64"]
     runs = {}
     for name in ("straight", "killed"):
         d = tmp_path / name
