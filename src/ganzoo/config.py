@@ -50,7 +50,7 @@ class DataConfig(_Section):
     # How prepare fits an image to a square: center_crop (no distortion) or stretch (pix2pix's resize).
     resize: Literal["center_crop", "stretch"] = "center_crop"
     # Training jitter (load at 286/256 x size, random crop, random flip; ganzoo.data.jitter).
-    # None: the variant's paper setting (on for pix2pix and cyclegan), resolved by the registry.
+    # None: the papers' setting, resolved by the registry: on for pix2pix and cyclegan from 128 px.
     jitter: bool | None = None
 
     @field_validator("image_size")

@@ -75,11 +75,15 @@ def test_jitter_off_draws_the_batches_of_before():
     assert torch.equal(b["a"], prep.tensors["a"][idx].float() / 127.5 - 1)
 
 
-def test_resolved_jitter_is_the_papers_per_variant():
+def test_resolved_jitter_is_the_papers_per_variant_at_photo_sizes():
     for variant, on in (("pix2pix", True), ("cyclegan", True), ("discogan", False), ("dcgan", False)):
-        assert registry.resolve(Config(variant=variant)).data.jitter is on
-    off = Config(variant="pix2pix", data=DataConfig(jitter=False))
+        assert registry.resolve(Config(variant=variant, data=DataConfig(image_size=256))).data.jitter is on
+        assert registry.resolve(Config(variant=variant, data=DataConfig(image_size=64))).data.jitter is False
+    assert registry.resolve(Config(variant="pix2pix", data=DataConfig(image_size=128))).data.jitter is True
+    off = Config(variant="pix2pix", data=DataConfig(jitter=False, image_size=256))
     assert registry.resolve(off).data.jitter is False
+    on = Config(variant="cyclegan", data=DataConfig(jitter=True))
+    assert registry.resolve(on).data.jitter is True  # asked for at 32 px: on
 
 
 def test_jittered_training_resumes_exactly(in_tmp):

@@ -9,6 +9,12 @@ indices, so they are seeded by `seed`, saved in checkpoints and replayed exactly
 draw serves both halves of a pair (pix2pix's A and B get the same crop and flip); CycleGAN's A
 and B are drawn independently, like their indices.
 
+`data.jitter: null` resolves to on for the variants whose papers use it (pix2pix, cyclegan) at
+`data.image_size` >= AUTO_MIN_SIZE, the photo sizes the recipe is for, and off below: on the
+embedded 32 px digit tasks, 400 CPU steps of CycleGAN with the jitter kept the digit's class in
+4.4% and 2.8% of translations (seeds 0, 1; 98.3% without), pix2pix's L1 rose from 0.037 to
+0.054 (mirrored and shifted glyphs are a harder task than the one evaluated).
+
 The upsampling is bicubic from the prepared image (which `prepare` stored at `data.image_size`):
 for data whose originals are 256 px, as pix2pix's facades and CycleGAN's horse2zebra are, this is
 exactly the reference pipeline's resize; larger originals lose the detail between 256 and 286 px.
@@ -20,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 PAPER_LOAD, PAPER_CROP = 286, 256
+AUTO_MIN_SIZE = 128  # data.jitter=null turns it on from this data.image_size up
 
 
 def load_size(size: int) -> int:

@@ -61,7 +61,7 @@ class Variant(ABC):
     HParams: ClassVar[type[BaseHParams]] = HParams  # the paper's defaults; params.yaml's model.<name>
     data_kind: ClassVar[str] = "images"  # images | labelled | paired | unpaired
     default_source: ClassVar[str] = "digits"  # what data.source=auto means for this variant
-    paper_jitter: ClassVar[bool] = False  # what data.jitter=null means: the paper's crop + flip augmentation
+    paper_jitter: ClassVar[bool] = False  # the paper's crop + flip augmentation (data.jitter=null, >= 128 px)
     # What it generates from: sampling, evaluation and the served model read these.
     takes_labels: ClassVar[bool] = False  # sample(labels=...) (cgan)
     takes_codes: ClassVar[bool] = False  # sample(codes=...) (infogan)

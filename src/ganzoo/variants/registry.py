@@ -8,6 +8,7 @@ import importlib
 from pydantic import ValidationError
 
 from ganzoo.config import Config, suggest
+from ganzoo.data import jitter
 from ganzoo.errors import ConfigError
 from ganzoo.variants.base import DataSpec, Variant
 
@@ -72,8 +73,8 @@ def resolve(cfg: Config) -> Config:
     data: dict = {}
     if cfg.data.source == "auto":
         data["source"] = get_variant(cfg.variant).default_source
-    if cfg.data.jitter is None:  # the paper's augmentation: on for pix2pix and cyclegan
-        data["jitter"] = get_variant(cfg.variant).paper_jitter
+    if cfg.data.jitter is None:  # the papers' crop + flip, at the photo sizes it was made for
+        data["jitter"] = get_variant(cfg.variant).paper_jitter and cfg.data.image_size >= jitter.AUTO_MIN_SIZE
     if data:
         update["data"] = cfg.data.model_copy(update=data)
     out = cfg.model_copy(update=update)
