@@ -48,7 +48,9 @@ def load_data(cfg: Config) -> Prepared:
 
 def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Sequence = ()):
     """Train cfg.variant on the prepared data; returns a TrainResult (checkpoint path, history).
-    hooks: more observers of the loop (`ganzoo.training.hooks.Hooks`), e.g. a flow's logger."""
+    hooks: more observers of the loop (`ganzoo.training.hooks.Hooks`), e.g. a flow's logger; typed
+    loosely so that this module does not import ganzoo.training at its top, which would make every
+    dvc.yaml stage (prepare included) depend on the training code."""
     from ganzoo.training.distributed import env_rank_world
     from ganzoo.training.loop import train_loop
 
