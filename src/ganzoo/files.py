@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 
 def _current_umask() -> int:
@@ -149,12 +149,8 @@ def write_temp(path: Path, write: Callable[[IO[bytes]], object]) -> str:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        clear = describe_write_failure(path, exc) if isinstance(exc, Exception) else None
-        if clear is not None:
-            raise clear from None
-        raise
+    except BaseException as exc:  # noqa: BLE001 -- _discard cleans up and always re-raises
+        _discard(tmp, path, exc)
     return tmp
 
 
@@ -164,12 +160,17 @@ def atomic_write_bytes(path: Path, write: Callable[[IO[bytes]], object]) -> None
     tmp = write_temp(path, write)
     try:
         os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        clear = describe_write_failure(path, exc) if isinstance(exc, Exception) else None
-        if clear is not None:
-            raise clear from None
-        raise
+    except BaseException as exc:  # noqa: BLE001 -- _discard cleans up and always re-raises
+        _discard(tmp, path, exc)
+
+
+def _discard(tmp: str, path: Path, exc: BaseException) -> NoReturn:
+    """Remove the temp file of a failed write and re-raise, as one line when the environment caused it."""
+    Path(tmp).unlink(missing_ok=True)
+    clear = describe_write_failure(path, exc) if isinstance(exc, Exception) else None
+    if clear is not None:
+        raise clear from None
+    raise exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:

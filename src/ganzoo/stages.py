@@ -49,7 +49,9 @@ def load_data(cfg: Config) -> Prepared:
 
 def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Sequence = ()):
     """Train cfg.variant on the prepared data; returns a TrainResult (checkpoint path, history).
-    hooks: more observers of the loop (`ganzoo.training.hooks.Hooks`), e.g. a flow's logger."""
+    hooks: more observers of the loop (`ganzoo.training.hooks.Hooks`), e.g. a flow's logger; typed
+    loosely so that this module does not import ganzoo.training at its top, which would make every
+    dvc.yaml stage (prepare included) depend on the training code."""
     from ganzoo.training.distributed import env_rank_world
     from ganzoo.training.loop import train_loop
 
@@ -69,7 +71,8 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Seq
         from ganzoo.training.device import resolve_device
 
         monitor, what = build_monitor(cfg, prep, resolve_device(cfg.train.device))
-        print(f"[ganzoo] {what}", file=sys.stderr, flush=True)
+        if monitor is None or cfg.train.progress:  # why it is off always; what it measures with the progress
+            print(f"[ganzoo] {what}", file=sys.stderr, flush=True)
     try:
         return train_loop(cfg, prep, resume=resume, hooks=observers, monitor=monitor)
     finally:
