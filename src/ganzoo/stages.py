@@ -63,10 +63,7 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Seq
     if tracker is not None:
         observers.append(tracker.training_hooks())
     monitor = None
-    if rank0 and env_rank_world()[1] > 1:
-        # Known gap: with the monitor on rank 0, multi-process runs hung in testing; off until fixed.
-        print("[ganzoo] monitor off under multi-process training (torchrun/--nproc)", file=sys.stderr, flush=True)
-    elif rank0:
+    if rank0:
         from ganzoo.evaluation.monitor import build_monitor
         from ganzoo.training.device import resolve_device
 
