@@ -27,6 +27,7 @@ from PIL import Image
 
 from ganzoo import stages
 from ganzoo.config import flatten, load_config
+from ganzoo.training.checkpoint import read_checkpoint
 from ganzoo.variants import registry as variants
 
 TINY_DCGAN = ["model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=8"]
@@ -123,7 +124,11 @@ def test_the_monitor_logs_health_by_step_the_probe_sheets_and_their_evolution(pr
     probes = [a.path for a in client.list_artifacts(run_id, "images")
               if a.path.startswith("images/probe") and a.path.endswith(".png")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in probes) == [2, 4, 6]
-    assert [a.path for a in client.list_artifacts(run_id, "monitor")] == ["monitor/probe_evolution.gif"]
+    assert sorted(a.path for a in client.list_artifacts(run_id, "monitor")) == [
+        "monitor/probe_evolution.gif", "monitor/probe_fingerprint.json"]
+    # the probe's numbers say what made them: the same fingerprint as the checkpoint's monitor record
+    saved = read_checkpoint(project.result.checkpoint)["monitor"]["fingerprint"]
+    assert client.get_run(run_id).data.tags["fingerprint_probe"] == saved["hash"]
     assert project.result.best is not None and project.result.best.exists()
 
 

@@ -270,6 +270,7 @@ class _TrainingHooks(Hooks):
         self.ips = 0.0
         self._sheet_failed = False
         self.probes: list = []  # the monitor's probe sheets, for the evolution GIF
+        self.fingerprinted = False  # the probe fingerprint is tagged once per run
 
     def on_start(self, cfg, variant, start_step):
         self.cfg, self.variant, self.prev_step = cfg, variant, start_step
@@ -342,6 +343,12 @@ class _TrainingHooks(Hooks):
         every evaluation, so the UI's step slider shows them evolve (a GIF of all at the end)."""
         if not self.t.active:
             return
+        if health.fingerprint and not self.fingerprinted:  # once: the probe's numbers say what made them
+            self.fingerprinted = True
+            fp = dict(health.fingerprint)
+            self.t.submit(lambda: (self.t.api.set_tag(self.t._run(), "fingerprint_probe", fp["hash"]),
+                                   self.t.api.log_dict(self.t._run(), fp, "monitor/probe_fingerprint.json")),
+                          kind="probe fingerprint")
         self.t.submit(self.t._log_metrics, {f"health/{k}": v for k, v in health.metrics.items()}, health.step,
                       _now_ms(), kind="metric points")
         if health.sheet is not None:

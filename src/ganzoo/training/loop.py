@@ -174,6 +174,7 @@ class _Run:
             self.keeper = BestKeeper.from_state(watch.get("best"))
             if monitor is not None and hasattr(monitor, "load_state_dict"):
                 monitor.load_state_dict(watch.get("monitor", {}))
+            self._check_fingerprint(watch.get("fingerprint"))
             self.acc = {k: v.to(device) for k, v in mine["acc"].items()}
         if ctx.world > 1:
             distributed.broadcast_state(variant.nets)  # ranks were seeded differently
@@ -182,6 +183,18 @@ class _Run:
             for net in variant.nets.values():
                 net.to(memory_format=torch.channels_last)
         self.train_step = make_train_step(variant, device, cfg.train, ctx.world)
+
+    def _check_fingerprint(self, saved: dict | None) -> None:
+        """A best-so-far value is only beaten by a number made alike: when the monitor now measures
+        differently (another probe size, classifier or seed), the record restarts, said once."""
+        mine = getattr(self.monitor, "fingerprint", None)
+        if mine is None or saved is None or saved.get("hash") == mine.get("hash") or self.keeper.best_step is None:
+            return
+        parts = [p for p in mine if p not in ("hash", "metrics") and saved.get(p) != mine.get(p)]
+        if self.ctx.rank == 0:
+            print(f"[ganzoo] the monitor measures differently from the checkpoint's ({', '.join(parts)} changed); "
+                  f"the best-so-far record (step {self.keeper.best_step}) restarts", file=sys.stderr, flush=True)
+        self.keeper = BestKeeper(alarms=self.keeper.alarms)
 
     def nonfinite(self) -> str | None:
         """What turned NaN/inf since the last log (the loss sums) or ever (weights, buffers), or None.
@@ -225,7 +238,8 @@ class _Run:
             extra["ranks"] = states
         if self.monitor is not None:  # the best-so-far record survives a resume
             extra["monitor"] = {"best": self.keeper.state_dict(),
-                                "monitor": getattr(self.monitor, "state_dict", dict)()}
+                                "monitor": getattr(self.monitor, "state_dict", dict)(),
+                                "fingerprint": dict(getattr(self.monitor, "fingerprint", None) or {})}
         target = path or self.paths.last
         if target == self.paths.last and self.plan.replaces is not None and self.plan.replaces.exists():
             kept = keep_aside(self.plan.replaces, self.plan.keep_as)
