@@ -66,6 +66,9 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Seq
     if rank0:
         from ganzoo.evaluation.monitor import build_monitor
         from ganzoo.training.device import resolve_device
+        from ganzoo.training.loop import check_outputs
+
+        check_outputs(cfg)  # an unwritable output fails now, not after the monitor's classifier is trained
 
         monitor, what = build_monitor(cfg, prep, resolve_device(cfg.train.device))
         if monitor is None or cfg.train.progress:  # why it is off always; what it measures with the progress

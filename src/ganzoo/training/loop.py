@@ -97,6 +97,15 @@ def check_data_fits(variant_cls, prep: Prepared, cfg: Config) -> None:
                           f"prepared images; lower train.batch_size")
 
 
+def check_outputs(cfg: Config) -> None:
+    """The run's output folders are writable (else a one-line error naming the key); stale temp
+    files of a killed writer are removed. Called before anything costly (the monitor's classifier)."""
+    paths = RunPaths.of(cfg)
+    for folder, key in ((paths.checkpoint_dir, "train.out_dir"), (paths.metrics_dir, "train.metrics_dir")):
+        check_writable(folder, key)
+        remove_stale_temps(folder)
+
+
 def write_history(path: Path, history: list[dict]) -> None:
     """Loss history as CSV for `dvc plots` (step + one column per loss), written atomically."""
     if not history:
@@ -140,10 +149,7 @@ class _Run:
         check_data_fits(registry.get_variant(cfg.variant), prep, cfg)
         self.paths = RunPaths.of(cfg)
         if ctx.rank == 0:  # the writer: find an unwritable output now, not after the compute
-            for folder, key in ((self.paths.checkpoint_dir, "train.out_dir"),
-                                (self.paths.metrics_dir, "train.metrics_dir")):
-                check_writable(folder, key)
-                remove_stale_temps(folder)
+            check_outputs(cfg)
         self.plan = plan_start(self.paths.last, cfg, resume, device, ctx.rank)
         saved = self.plan.saved
         self.had_checkpoint = self.paths.last.exists()  # decided before rank 0 may write one
