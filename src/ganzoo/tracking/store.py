@@ -267,6 +267,30 @@ def sidecar_run(client, uri: str, checkpoint: str | Path) -> tuple[str | None, d
     return run.info.run_id, side
 
 
+UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves a database store by default
+
+
+def run_link(uri: str, experiment_id, run_id: str) -> dict[str, str | None]:
+    """Where to see a run: its web page on an http(s) server; for a database or file store, the
+    page `mlflow ui` serves by default and the command that starts it on this store."""
+    web = uri.startswith(("http://", "https://"))
+    base = uri.rstrip("/") if web else UI_DEFAULT
+    return {"run_id": run_id, "experiment_id": str(experiment_id), "tracking_uri": uri,
+            "url": f"{base}/#/experiments/{experiment_id}/runs/{run_id}",
+            "ui_command": None if web else f"mlflow ui --backend-store-uri {uri}"}
+
+
+def trained_run(checkpoint: str | Path) -> dict[str, str | None] | None:
+    """The MLflow run that wrote `checkpoint` (per the sidecar beside it, when the sidecar describes
+    this very file), as run_link() gives it; None when the training was not tracked."""
+    side = read_sidecar(Path(checkpoint).parent)
+    if side is None or side.get("experiment_id") is None or not side.get("tracking_uri"):
+        return None
+    if checkpoint_stamp(checkpoint) not in (side.get("checkpoint"), side.get("best")):
+        return None  # an older run's sidecar beside a checkpoint an untracked run replaced
+    return run_link(side["tracking_uri"], side["experiment_id"], side["run_id"])
+
+
 def require_reachable(uri: str) -> None:
     why = unreachable_reason(uri)
     if why is not None:
