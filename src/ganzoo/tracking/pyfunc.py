@@ -247,7 +247,8 @@ def log_generator(variant, checkpoint_path, run_id: str | None = None, name: str
         signature=signature(variant),
         input_example=input_example(variant),
         pip_requirements=pip_requirements(),
-        model_config={"device": "cpu"},
+        # No model_config here: MLflow would log it as params of the training run; load_context's
+        # default is the CPU, and loaders pass {"device": ...} at load time.
         metadata={"ganzoo_variant": variant.name, "image_shape": list(variant.data.image_shape),
                   "request_columns": request_columns(variant), "max_images_per_request": MAX_IMAGES,
                   "max_rows_per_request": MAX_ROWS},
