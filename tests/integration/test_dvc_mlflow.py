@@ -1,0 +1,33 @@
+"""DVC experiments keep their MLflow runs: a `dvc exp run --temp` experiment runs in a temporary
+copy of the repository that DVC deletes afterwards, yet its MLflow run (named after the
+experiment, with the evaluation's metrics) lands in the repository's default store
+(`sqlite:///mlflow.db` at the repository root, resolved against $DVC_ROOT)."""
+
+import pytest
+
+from tests.integration.test_dvc import DVC, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_temporary_experiments_mlflow_run_lands_in_the_repositorys_store(tmp_path):
+    from mlflow import MlflowClient
+
+    root, env = make_project(tmp_path, tracking=True)
+    # --temp: DVC runs the whole pipeline in .dvc/tmp/exps/<random>/ and removes the folder after.
+    out = run([*DVC, "exp", "run", "--temp", "-n", "tiny-temp", "-S", "train.steps=4",
+               "-S", "monitor.eval_every=0"], root, env)
+    assert "Running stage 'train'" in out, out
+    assert not (root / "checkpoints").exists()  # nothing ran in the repository's own folder
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ganzoo")
+    assert experiment is not None, "no MLflow experiment in the repository's store"
+    (training,) = client.search_runs([experiment.experiment_id])
+    assert training.info.run_name == "tiny-temp" and training.data.tags["dvc.exp_name"] == "tiny-temp"
+    assert training.info.status == "FINISHED" and training.data.params["train.steps"] == "4"
+    assert "eval/fid_classifier" in training.data.metrics  # the evaluate stage found the same run
+    # Artifacts beside the repository's database, not in the deleted copy.
+    assert experiment.artifact_location == (root / "mlartifacts").as_uri()
+    assert [a.path for a in client.list_artifacts(training.info.run_id, "checkpoint")] == ["checkpoint/last.pt"]
+    assert (root / "mlartifacts").is_dir()
