@@ -158,3 +158,24 @@ def test_the_served_model_loads_without_an_installed_ganzoo(trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     count, origin = proc.stdout.split()[-2:]
     assert count == "3" and f"{os.sep}code{os.sep}ganzoo{os.sep}" in origin  # the model's own copy
+
+
+def test_train_prints_its_run_id_url_and_elapsed_time(trained, monkeypatch, capsys):
+    from ganzoo.cli import main
+
+    monkeypatch.chdir(trained.root)
+    overrides = [*BASE, "train.steps=2", "train.out_dir=cli_ck", "train.metrics_dir=cli_m"]
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert main(["train", *sets]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    uri = f"sqlite:///{trained.root / 'mlflow.db'}"
+    found = re.fullmatch(r"MLflow run ([0-9a-f]{32}): http://127\.0\.0\.1:5000/#/experiments/(\d+)/runs/\1 "
+                         r"\(open with `mlflow ui --backend-store-uri (\S+)`\)", line)
+    assert found and found.group(3) == uri, line
+    assert trained.client.get_run(found.group(1)).info.status == "FINISHED"
+
+    assert main(["train", "--json", *sets]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["elapsed_s"] > 0 and printed["mlflow"]["tracking_uri"] == uri
+    assert printed["mlflow"]["run_id"] != found.group(1)  # a fresh run each time
+    assert printed["mlflow"]["url"].endswith(f"/runs/{printed['mlflow']['run_id']}")
