@@ -12,9 +12,10 @@ Rows (same nets, same data, same jitter; only the execution differs):
   sampler, which the reference does not have (its DataLoader decodes and jitters JPEGs on the
   CPU): the baseline is faster than the reference, so the ratio understates ganzoo's lead.
 - `ganzoo`: the train.* defaults on that device: bf16 autocast, channels_last and fused Adam on
-  CUDA, plus the whole step as one CUDA graph where the variant allows it (pix2pix; CycleGAN's
-  learning-rate schedule and image pool keep host-side state, so it runs eagerly). On the CPU:
-  fp32, channels_last, foreach Adam.
+  CUDA, plus the whole step as one CUDA graph where the variant allows it (both: CycleGAN's
+  learning-rate schedule and image pools run on the device since issue 19; the eager_fp32 row's
+  reference Adam keeps the float LambdaLR schedule, as the reference code). On the CPU: fp32,
+  channels_last, foreach Adam.
 
 Every row runs the variant's own `train_step` on the papers' jittered batches (load at 286,
 crop 256, flip) from 64 random images per domain, after warm-up steps (cuDNN autotuning, graph
