@@ -106,6 +106,39 @@ def test_a_checkpoint_with_tensor_lrs_resumes_on_the_cpu():
     assert all(torch.isfinite(x) for x in losses.values())
 
 
+def _host_state(v) -> list:
+    """Everything on the host a replayed graph could leave stale: Python values, and which tensor
+    objects the step reads and writes (a graph keeps the ones it captured)."""
+    out = []
+    for pool in v.pools.values():
+        out += [type(pool._filled), id(pool._filled), id(pool._store), id(pool.generator), pool.size]
+    for sched in v.schedulers.values():
+        out += [id(sched.steps), sched.start, sched.total, list(sched.base_lrs)]
+        out += [id(g["lr"]) for g in sched.optimizer.param_groups]
+    return out
+
+
+def test_the_device_form_step_changes_tensors_only():
+    """CycleGAN's CUDA form (tensor schedule, device-counting pools), run on the CPU: after the
+    first step, later steps change tensor contents only, never host values or which tensors are
+    used, which is what replaying a captured step relies on. The pools swap and the lr decays."""
+    v, prep = _cyclegan(steps=8)
+    for k, opt in v.optims.items():
+        for group in opt.param_groups:
+            group["foreach"] = False  # the CPU's single-tensor Adam takes a tensor lr (fused does on CUDA)
+        v.schedulers[k] = LinearDecay(opt, 2, 8, torch.device("cpu"))
+    for pool in v.pools.values():
+        pool.device_count = True
+    batch = {k: prep.tensors[k][:2].float() / 127.5 - 1 for k in ("a", "b")}  # pools of 3 fill in step 2
+    v.train_step(batch)  # the first step creates the pools' store and device count
+    first = _host_state(v)
+    for _ in range(7):
+        v.train_step(batch)
+    assert _host_state(v) == first
+    assert all(p.count == 3 for p in v.pools.values())
+    assert float(v.optims["g"].param_groups[0]["lr"]) == pytest.approx(2e-4 * linear_decay_factor(8, 2, 8), rel=1e-6)
+
+
 # --------------------------------------------------------------------------- CUDA only
 
 @pytest.mark.gpu
