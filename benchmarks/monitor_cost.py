@@ -1,6 +1,7 @@
 """What the training health monitor costs: the default run (params.yaml: DCGAN on the embedded
 digits) trained with `monitor.eval_every=0` and at the default interval, same steps, same device;
-reports wall time, the monitor's share and the time of one evaluation.
+reports wall time, the monitor's share and the time of one evaluation (from the on/off
+difference, and timed alone on the trained checkpoint: the robust figure on a busy machine).
 
     .venv/bin/python -m benchmarks.monitor_cost [--steps 1200] [--device cpu|cuda] [--threads 2]
 
@@ -38,6 +39,27 @@ def timed_run(overrides: list[str], work: Path, device: torch.device) -> tuple[f
     return time.perf_counter() - t0, evals
 
 
+def time_one_check(overrides: list[str], device: torch.device, repeats: int = 5) -> float:
+    """Median time of one evaluation on a trained checkpoint, alone: robust to a busy machine where
+    the on/off difference of two whole runs is not."""
+    from ganzoo.training.checkpoint import load_variant
+
+    cfg = registry.resolve(load_config(common.REPO / "params.yaml", overrides))
+    prep = stages.load_data(cfg)
+    monitor, _ = build_monitor(cfg, prep, device)
+    assert monitor is not None
+    variant = load_variant(Path(cfg.train.out_dir) / cfg.variant / "last.pt", device)[0]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with variant.sampling():
+            monitor.check(variant, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1200)
@@ -64,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
                 if i:
                     times[mode].append(wall)
                     evals = max(evals, n)
+        check_s = time_one_check([*base, f"train.out_dir={work}/ck-on-1"], device)
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
     result = {"steps": args.steps, "eval_every": default_every, "evaluations": evals, "wall_off_s": off,
               "wall_on_s": on, "monitor_share": (on - off) / on, "per_evaluation_s": (on - off) / max(evals, 1),
+              "check_s": check_s, "share_from_check": evals * check_s / off,
               "runs": times, "machine": common.machine(device)}
     print(f"{device.type}: {args.steps} steps, {evals} evaluations every {default_every} steps: "
           f"off {off:.2f} s, on {on:.2f} s -> monitor {100 * result['monitor_share']:.1f}% of the run "
-          f"({result['per_evaluation_s']:.3f} s per evaluation)")
+          f"({result['per_evaluation_s']:.3f} s per evaluation); one evaluation timed alone: {check_s:.3f} s "
+          f"-> {100 * result['share_from_check']:.1f}% of the monitor-off run")
     common.write_json(Path(args.out), result)
     return 0
 

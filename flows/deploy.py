@@ -1,7 +1,8 @@
 """Deployments of the pipeline flow (both need a Prefect server: `prefect server start`, and
 PREFECT_API_URL=http://127.0.0.1:4200/api in the shell that runs this).
 
-    python -m flows.deploy serve [--cron "0 3 * * *"] [--timezone UTC] [--name nightly] [--params P] [--set K=V ...]
+    python -m flows.deploy serve [--cron "0 3 * * *"] [--timezone UTC] [--name nightly] [--only-champion]
+                                 [--params P] [--set K=V ...]
         registers the deployment with its cron schedule and serves it from this process: scheduled
         and manually triggered runs (`prefect deployment run ganzoo-pipeline/nightly`) execute here,
         in this folder, with this environment. Stopping the process pauses the schedule.
@@ -158,14 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=DEFAULT_SCHEDULED_NAME)
     p.add_argument("--resume", default="no", choices=["no", "auto", "yes"],
                    help="scheduled runs retrain from scratch by default")
+    p.add_argument("--only-champion", action="store_true",
+                   help="register a retrained model only when it becomes champion (tracking.only_champion=true): "
+                        "a nightly run that loses adds no registry version")
     p = sub.add_parser("pool", help="register a prefect.yaml work-pool deployment: gpu (Docker image, GPU) "
                                     "or local (process worker, runs in this folder)")
     p.add_argument("--name", default="gpu", help="deployment name in prefect.yaml (default gpu)")
     p.add_argument("--image", default=None, help="override the image in prefect.yaml")
     args = parser.parse_args(argv)
     if args.command == "serve":
+        only = ["tracking.only_champion=true"] if args.only_champion else []
         serve(cron=args.cron, name=args.name, timezone=args.timezone, params=args.params,
-              overrides=args.overrides, resume=args.resume)
+              overrides=[*args.overrides, *only], resume=args.resume)
     else:
         deployment_id = deploy_to_pool(args.name, args.image)
         print(f"registered ganzoo-pipeline/{args.name} ({deployment_id}); run it with a worker: "

@@ -114,13 +114,20 @@ def classifier_task(cfg: Config) -> dict:
 
 
 @stage_task("train")
-def train_task(cfg: Config, resume: str = "auto") -> dict:
-    from prefect.runtime import task_run
+def train_task(cfg: Config, resume: str = "auto", run_name: str | None = None,
+               parent_run_id: str | None = None) -> dict:
+    """run_name: the MLflow run's (default: the flow run's name); parent_run_id: a sweep's parent run."""
+    from prefect.runtime import flow_run, task_run
+
+    from ganzoo.tracking.context import run_context
 
     if task_run.run_count > 1 and resume == "no":
         resume = "auto"  # a retry continues the checkpoint the failed attempt wrote
     started = time.perf_counter()
-    result = stages.train(cfg, resume=resume, hooks=[TrainingLog(artifact_key(cfg.variant, "training"))])
+    prefect_tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or "")}
+    with run_context(name=run_name or flow_run.name, parent_run_id=parent_run_id,
+                     tags={k: v for k, v in prefect_tags.items() if v}):
+        result = stages.train(cfg, resume=resume, hooks=[TrainingLog(artifact_key(cfg.variant, "training"))])
     elapsed = time.perf_counter() - started
     logger().info(f"trained {cfg.variant} to step {result.steps} ({stages.describe_start(result.resumed_from)}) "
                   f"in {elapsed:.1f} s -> {result.checkpoint}")
@@ -218,7 +225,12 @@ def decision_markdown(decision: dict) -> str:
     version = decision.get("version")
     champ = decision.get("previous_champion")
     direction = "higher" if decision.get("higher_is_better") else "lower"
-    rows = [("outcome", f"**{outcome}**: v{version} is now `{decision.get('alias')}`"),
+    if version is None:  # an identical checkpoint's version exists, or only_champion kept a loser out
+        held = f" (v{decision['duplicate_of']})" if decision.get("duplicate_of") else ""
+        head = f"**{outcome}**: no new version{held}"
+    else:
+        head = f"**{outcome}**: v{version} is now `{decision.get('alias')}`"
+    rows = [("outcome", head),
             (f"this version (v{version})", _with_interval(decision.get("value"), decision.get("ci_low"),
                                                           decision.get("ci_high"))),
             (f"champion before (v{champ})" if champ else "champion before", _with_interval(
@@ -227,7 +239,8 @@ def decision_markdown(decision: dict) -> str:
             ("gate", f"{decision.get('gate')}, margin {decision.get('margin')}"),
             ("fingerprint", f"`{decision.get('fingerprint')}`"),
             ("why", str(decision.get("reason", decision.get("message", ""))).replace("|", "\\|"))]
-    lines = [f"# Registry: {decision.get('name')} v{version}", "", "| | |", "|---|---|",
+    title = f"# Registry: {decision.get('name')}" + (f" v{version}" if version is not None else "")
+    lines = [title, "", "| | |", "|---|---|",
              *(f"| {k} | {v} |" for k, v in rows), ""]
     return "\n".join(lines)
 

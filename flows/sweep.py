@@ -1,6 +1,8 @@
 """The sweep flow: train, evaluate and register several variants, then compare them.
 
-Each variant runs the pipeline's own tasks (same stages, same retry policy). Variants run
+Each variant runs the pipeline's own tasks (same stages, same retry policy). In MLflow the sweep
+is one parent run (named after the flow run, with the comparison table as `comparison.json`) and
+each variant's training a child run under it (`<sweep run name>/<variant>`). Variants run
 `max_parallel` at a time through Prefect futures: 1 (the default) runs them one after another,
 which is right on a CPU, where one training already uses every core; on a GPU with memory to
 spare, 2-4 overlap data loading, evaluation and the small networks' idle kernels.
@@ -35,6 +37,7 @@ from flows.runlog import stamp
 from ganzoo.config import add_arguments, flatten
 from ganzoo.data.prepared import prepared_path
 from ganzoo.errors import EXIT_USER_ERROR, ConfigError
+from ganzoo.tracking.parent import close_parent_run, open_parent_run
 
 DEFAULT_VARIANTS = ["dcgan", "lsgan", "wgan_gp"]
 
@@ -96,10 +99,19 @@ def sweep(variants: list[str] | None = None, params: str | None = "params.yaml",
         if prepare_errors[key]:
             results[v] = {"error": prepare_errors[key]}
 
+    # One MLflow parent run for the sweep, a child training run per variant (named <sweep>/<variant>).
+    from prefect.runtime import flow_run
+
+    name = str(flow_run.name or f"sweep-{'-'.join(variants)}-{stamp()}")
+    first = configs[variants[0]]
+    parent = open_parent_run(first, name, params={"variants": ",".join(variants),
+                                                  "overrides": " ".join(overrides or []) or "none"},
+                             tags={"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": name})
     todo = [v for v in variants if v not in results]
     for start in range(0, len(todo), max_parallel):
         batch = todo[start:start + max_parallel]
-        trainings = {v: train.submit(configs[v], resume) for v in batch}  # run concurrently
+        trainings = {v: train.submit(configs[v], resume, run_name=f"{name}/{v}", parent_run_id=parent)
+                     for v in batch}  # run concurrently
         for v, trained in trainings.items():  # evaluate each as soon as it is trained
             results[v] = _finish(configs[v], trained, evaluate, registering, report, register_model)
 
@@ -107,6 +119,7 @@ def sweep(variants: list[str] | None = None, params: str | None = "params.yaml",
     create_table_artifact(rows, key=artifact_key("sweep", "comparison"),
                           description=f"ganzoo sweep over {', '.join(variants)}: metrics and registry decisions")
     failed = {v: r["error"] for v, r in results.items() if r.get("error")}
+    close_parent_run(first, parent, failed=bool(failed), comparison=rows)
     if failed:
         raise SweepError("; ".join(f"{v}: {e}" for v, e in failed.items()))
     return rows

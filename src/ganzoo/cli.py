@@ -60,9 +60,10 @@ def cmd_train(args) -> int:
     if distributed.env_rank_world()[0] != 0:
         return 0
     last = result.history[-1] if result.history else {}
+    run = _mlflow_run(result.checkpoint)
     if args.json:
         _print_json({"variant": cfg.variant, "checkpoint": str(result.checkpoint), "steps": result.steps,
-                     "resumed_from": result.resumed_from, "elapsed_s": round(elapsed, 3),
+                     "resumed_from": result.resumed_from, "elapsed_s": round(elapsed, 3), "mlflow": run,
                      "best": str(result.best) if result.best else None, "best_step": result.best_step,
                      "stop_reason": result.stop_reason,
                      "losses": {k: v for k, v in last.items() if k != "step" and not k.startswith("probe_")}})
@@ -73,7 +74,17 @@ def cmd_train(args) -> int:
         print(f"best in-loop evaluation at step {result.best_step} -> {result.best}")
     if result.stop_reason:
         print(result.stop_reason)
+    if run is not None:
+        where = f" (open with `{run['ui_command']}`)" if run["ui_command"] else ""
+        print(f"MLflow run {run['run_id']}: {run['url']}{where}")
     return 0
+
+
+def _mlflow_run(checkpoint) -> dict | None:
+    """The MLflow run this training logged to (id, URL, `mlflow ui` command), None if untracked."""
+    from ganzoo.tracking.store import trained_run
+
+    return trained_run(checkpoint)
 
 
 def _duration(seconds: float) -> str:
@@ -197,7 +208,7 @@ examples:
   ganzoo train --set variant=wgan_gp --set train.steps=3000
   ganzoo train --resume auto                       # continue when compatible (what dvc.yaml runs)
   ganzoo train --nproc 2 --set train.device=cuda   # two GPUs through torchrun
-  ganzoo train --json | jq .elapsed_s""",
+  ganzoo train --json | jq .elapsed_s,.mlflow.url""",
     "classifier": """writes data/classifier/<dataset hash>-<steps>.pt, reused by every evaluation of that dataset
 
 examples:

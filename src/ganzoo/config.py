@@ -122,6 +122,8 @@ class TrackingConfig(_Section):
     # champion's apart by more than champion_margin (interval), or its value better by more (margin).
     champion_gate: Literal["interval", "margin"] = "interval"
     champion_margin: float = Field(default=0.0, ge=0)
+    # Register a version only when it takes `champion` (a scheduled retrain that loses adds none).
+    only_champion: bool = False
     # Seconds a finished command waits for logging that a slow or absent store held back; what is
     # still queued then is recorded in the sidecar (training never waits on the store).
     flush_timeout: float = Field(default=30.0, ge=0)

@@ -63,12 +63,12 @@ def train(cfg: Config, resume: str = "no", track: bool | None = None, hooks: Seq
     if tracker is not None:
         observers.append(tracker.training_hooks())
     monitor = None
-    if rank0 and env_rank_world()[1] > 1:
-        # Known gap: with the monitor on rank 0, multi-process runs hung in testing; off until fixed.
-        print("[ganzoo] monitor off under multi-process training (torchrun/--nproc)", file=sys.stderr, flush=True)
-    elif rank0:
+    if rank0:
         from ganzoo.evaluation.monitor import build_monitor
         from ganzoo.training.device import resolve_device
+        from ganzoo.training.loop import check_outputs
+
+        check_outputs(cfg)  # an unwritable output fails now, not after the monitor's classifier is trained
 
         monitor, what = build_monitor(cfg, prep, resolve_device(cfg.train.device))
         if monitor is None or cfg.train.progress:  # why it is off always; what it measures with the progress

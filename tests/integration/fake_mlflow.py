@@ -104,8 +104,13 @@ class FakeMlflow:
         exp_id = str(len(self.experiments) + 1)
         location = (self.artifact_root / exp_id).as_uri()
         self.experiments[exp_id] = {"experiment_id": exp_id, "name": body["name"], "artifact_location": location,
-                                    "lifecycle_stage": "active"}
+                                    "lifecycle_stage": "active", "tags": list(body.get("tags", []))}
         return 200, {"experiment_id": exp_id}
+
+    def _experiments__set_experiment_tag(self, body):
+        tags = self.experiments[body["experiment_id"]].setdefault("tags", [])
+        tags[:] = [t for t in tags if t["key"] != body["key"]] + [{"key": body["key"], "value": body["value"]}]
+        return 200, {}
 
     def _runs__create(self, body):
         run_id = f"run{len(self.runs) + 1}"
@@ -130,6 +135,11 @@ class FakeMlflow:
             self.metrics[body["run_id"]].append((m["key"], int(m.get("step", 0)), float(m["value"])))
         run["data"]["params"] += body.get("params", [])
         run["data"]["tags"] += body.get("tags", [])
+        return 200, {}
+
+    def _runs__log_inputs(self, body):
+        self.runs[body["run_id"]].setdefault("inputs", {"dataset_inputs": []})["dataset_inputs"] += (
+            body.get("datasets", []))
         return 200, {}
 
     def _runs__set_tag(self, body):

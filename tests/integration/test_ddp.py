@@ -120,6 +120,9 @@ def test_nproc_flag_trains_checkpoints_on_rank0_and_resumes_every_rank(in_tmp):
     assert out.count("trained dcgan to step 4") == 1, out  # printed by rank 0 only
     ckpt = read_checkpoint(in_tmp / "checkpoints" / "dcgan" / "last.pt")
     assert ckpt["step"] == 4 and len(ckpt["ranks"]) == 2
+    # rank 0's monitor scored the probe (its FID must not wait for the other ranks) and kept best.pt
+    assert "probe_coverage" in ckpt["history"][-1], ckpt["history"][-1]
+    assert (in_tmp / "checkpoints" / "dcgan" / "best.pt").exists()
     out = train(6, "--resume")
     assert out.count("trained dcgan to step 6") == 1, out
     ckpt = read_checkpoint(in_tmp / "checkpoints" / "dcgan" / "last.pt")

@@ -41,27 +41,35 @@ def project_files() -> list[str]:
     return [f for f in listed.stdout.splitlines() if (REPO / f).is_file()]
 
 
-@pytest.fixture
-def project(tmp_path):
+def make_project(root: Path, tracking: bool = False) -> tuple[Path, dict]:
+    """A git repository in `root` holding the project's files with tiny params; -> (root, env).
+    tracking: MLflow on, at its default store (no tracking.uri, no MLFLOW_TRACKING_URI)."""
     for name in project_files():
         src = REPO / name
-        dst = tmp_path / name
+        dst = root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
     params["data"].update(image_size=16, limit=200)
     params["model"]["dcgan"].update(ngf=8, ndf=8)
     params["train"].update(steps=6, batch_size=16, checkpoint_every=3, log_every=2, threads=1)
     params["eval"].update(n_samples=100, classifier_steps=20, kid_subset_size=50)
-    params["tracking"]["enabled"] = False
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params["tracking"]["enabled"] = tracking
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
-    run(["git", "init", "-q"], tmp_path, env)
-    run(["git", "add", "-A"], tmp_path, env)
-    run(["git", "commit", "-qm", "init"], tmp_path, env)
-    return tmp_path, env
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE"):
+        env.pop(var, None)
+    run(["git", "init", "-q"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "init"], root, env)
+    return root, env
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path)
 
 
 DVC = [sys.executable, "-m", "dvc"]

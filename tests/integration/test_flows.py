@@ -111,6 +111,12 @@ def test_pipeline_runs_every_stage_and_publishes_artifacts(project):
     assert result["registry"]["message"] in report.data
     sheets = artifact("ganzoo-dcgan-samples")
     assert "data:image/png;base64," in sheets.data
+    # The MLflow run is named after the flow run, and says which flow run it was.
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}").get_run(run["run_id"]).data.tags
+    assert re.fullmatch(r"dcgan-digits-\d{8}-\d{6}", tags["mlflow.runName"]), tags["mlflow.runName"]
+    assert tags["prefect.flow_run_name"] == tags["mlflow.runName"] and tags["prefect.flow_run_id"]
 
 
 def flow_logs(flow_run_id) -> list[str]:
@@ -310,8 +316,9 @@ def test_the_command_line_takes_the_cli_arguments(project, capsys):
 def test_sweep_compares_variants_in_one_table(project):
     from flows.sweep import sweep
 
+    uri = f"sqlite:///{project / 'mlflow.db'}"
     rows = sweep(variants=["gan", "dcgan"], params="params.yaml", register_model=False,
-                 max_parallel=2, retry_delay_s=0)
+                 overrides=["tracking.enabled=true", f"tracking.uri={uri}"], max_parallel=2, retry_delay_s=0)
 
     assert [r["variant"] for r in rows] == ["gan", "dcgan"]
     assert all(r["status"] == "ok" for r in rows)
@@ -320,6 +327,21 @@ def test_sweep_compares_variants_in_one_table(project):
         assert (project / "checkpoints" / name / "last.pt").is_file()
     table = artifact("ganzoo-sweep-comparison")
     assert "dcgan" in table.data and "not registered" in table.data
+
+    # In MLflow: one parent run for the sweep, one child per variant under it.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("ganzoo").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("ganzoo.stage") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.info.run_name.startswith("sweep-gan-dcgan-")
+    children = {r.data.tags["ganzoo.variant"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert set(children) == {"gan", "dcgan"}
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children.values())
+    assert children["dcgan"].info.run_name == f"{parent.info.run_name}/dcgan"
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["comparison.json"]
 
 
 @pytest.mark.slow

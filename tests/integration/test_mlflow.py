@@ -23,10 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from ganzoo import stages
-from ganzoo.config import flatten, load_config
+from ganzoo.config import load_config
+from ganzoo.tracking import store
+from ganzoo.training.checkpoint import read_checkpoint
 from ganzoo.variants import registry as variants
 
 TINY_DCGAN = ["model.dcgan.ngf=8", "model.dcgan.ndf=8", "model.dcgan.z_dim=8"]
@@ -82,15 +85,23 @@ def registered(project):
 
     first = stages.register(project.cfg)
     fid = project.metrics["fid_classifier"]
-    ckpt = project.result.checkpoint
-    # Hand-written intervals, tight around the hand-written values (the champion has its own).
-    worse = register_checkpoint(project.cfg, ckpt, {**project.metrics, "fid_classifier": fid + 100,
-                                                    "fid_classifier_ci_low": fid + 99,
-                                                    "fid_classifier_ci_high": fid + 101})
-    better = register_checkpoint(project.cfg, ckpt, {**project.metrics, "fid_classifier": fid / 100,
-                                                     "fid_classifier_ci_low": fid / 101,
-                                                     "fid_classifier_ci_high": fid / 99})
+    # Other files (an identical checkpoint adds no version). Hand-written intervals, tight around
+    # the hand-written values (the champion has its own).
+    worse = register_checkpoint(project.cfg, copy_checkpoint(project, "worse"), {
+        **project.metrics, "fid_classifier": fid + 100, "fid_classifier_ci_low": fid + 99,
+        "fid_classifier_ci_high": fid + 101})
+    better = register_checkpoint(project.cfg, copy_checkpoint(project, "better"), {
+        **project.metrics, "fid_classifier": fid / 100, "fid_classifier_ci_low": fid / 101,
+        "fid_classifier_ci_high": fid / 99})
     return SimpleNamespace(first=first, worse=worse, better=better)
+
+
+def copy_checkpoint(project, note: str) -> Path:
+    """The trained model in a file with other bytes, as another training's checkpoint would be."""
+    ckpt = torch.load(project.result.checkpoint, map_location="cpu", weights_only=True)
+    ckpt["test_note"] = note
+    torch.save(ckpt, project.root / f"{note}.pt")
+    return project.root / f"{note}.pt"
 
 
 # --------------------------------------------------------------------------- tracking
@@ -101,8 +112,8 @@ def test_training_run_holds_params_tags_losses_images_and_checkpoint(project):
     run = client.get_run(side["run_id"])
     assert run.info.status == "FINISHED"
     resolved = variants.resolve(project.cfg)
-    expected = {k: str(v) for k, v in flatten(resolved.model_dump(mode="json")).items()}
-    assert run.data.params == expected
+    assert run.data.params == store.run_params(resolved)  # the meaningful ones; config.yaml has them all
+    assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert run.data.tags["ganzoo.variant"] == "dcgan" and run.data.tags["ganzoo.dataset"] == "digits"
     for loss in ("loss_d", "loss_g", "images_per_s"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, loss)] == [2, 4, 6]
@@ -123,7 +134,11 @@ def test_the_monitor_logs_health_by_step_the_probe_sheets_and_their_evolution(pr
     probes = [a.path for a in client.list_artifacts(run_id, "images")
               if a.path.startswith("images/probe") and a.path.endswith(".png")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in probes) == [2, 4, 6]
-    assert [a.path for a in client.list_artifacts(run_id, "monitor")] == ["monitor/probe_evolution.gif"]
+    assert sorted(a.path for a in client.list_artifacts(run_id, "monitor")) == [
+        "monitor/probe_evolution.gif", "monitor/probe_fingerprint.json"]
+    # the probe's numbers say what made them: the same fingerprint as the checkpoint's monitor record
+    saved = read_checkpoint(project.result.checkpoint)["monitor"]["fingerprint"]
+    assert client.get_run(run_id).data.tags["fingerprint_probe"] == saved["hash"]
     assert project.result.best is not None and project.result.best.exists()
 
 
@@ -308,7 +323,9 @@ def test_two_processes_on_one_fresh_sqlite_store_lose_nothing(project, tmp_path)
         assert len([a for a in pngs if a.path.startswith("images/samples")]) == 3
         assert len([a for a in pngs if a.path.startswith("images/probe")]) == 6  # the monitor, every 2 steps
     assert runs[0].data.params.keys() == runs[1].data.params.keys()
-    assert {r.data.params["train.out_dir"] for r in runs} == {"a", "b"}
+    configs = [yaml.safe_load((Path(r.info.artifact_uri.removeprefix("file://")) / "config.yaml").read_text())
+               for r in runs]
+    assert {c["train"]["out_dir"] for c in configs} == {"a", "b"}  # paths: in config.yaml, not params
 
 
 # --------------------------------------------------------------------------- serving
@@ -379,7 +396,7 @@ def test_register_refuses_to_rank_against_a_champion_evaluated_differently(proje
     other = json.loads(json.dumps(project.metrics))  # evaluated with 500 samples: another fingerprint
     fp = other["fingerprint"]["classifier"]
     fp.update(generated="500", hash="0123456789ab")
-    decision = register_checkpoint(project.cfg, project.result.checkpoint, {**other, "fid_classifier": 0.0})
+    decision = register_checkpoint(project.cfg, copy_checkpoint(project, "other"), {**other, "fid_classifier": 0.0})
     assert decision["outcome"] == "not-ranked" and decision["alias"] == "challenger"
     assert "generated" in decision["message"] and "eval.n_samples" in decision["message"]
     assert int(project.client.get_model_version_by_alias(NAME, "champion").version) == 3

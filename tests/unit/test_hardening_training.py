@@ -185,6 +185,9 @@ def test_read_only_out_dir_is_one_line_before_training(in_tmp, monkeypatch, caps
     undo = make_read_only(in_tmp / "ro")
     try:
         refuse_compute(monkeypatch)
+        # nor is the monitor's classifier trained first (minutes, for a run that cannot be saved)
+        monkeypatch.setattr("ganzoo.evaluation.monitor.build_monitor",
+                            lambda *a, **k: pytest.fail("built the monitor before checking the output"))
         code = main(["train", "--set", "train.steps=2", "--set", "train.out_dir=ro", *SETS])
     finally:
         undo()

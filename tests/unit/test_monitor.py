@@ -100,3 +100,19 @@ def test_the_monitor_is_off_without_labels_and_says_why(prep):
     del unlabelled.tensors["y"]
     monitor, why = build_monitor(registry.resolve(cfg()), unlabelled, torch.device("cpu"))
     assert monitor is None and why.startswith("monitor off:") and "labels" in why
+
+
+def test_the_monitor_numbers_carry_a_fingerprint_and_a_changed_monitor_restarts_the_best_record(in_tmp, prep,
+                                                                                                 capsys):
+    first = read_checkpoint(run(cfg(steps=4), prep).checkpoint)["monitor"]
+    fp = first["fingerprint"]
+    assert len(fp["hash"]) == 12 and "count=64 of 64" in fp["reference"] and fp["generated"].startswith("64")
+    assert "probe_fid_classifier" in fp["metrics"].split()
+    assert first["best"]["best_step"] is not None
+    # Same settings: the record carries over. Another probe size: not comparable, so it restarts.
+    run(cfg(steps=6), prep, resume="yes")
+    assert "restarts" not in capsys.readouterr().err
+    resumed = read_checkpoint(run(cfg(steps=8, extra=["monitor.n_probe=32"]), prep, resume="yes").checkpoint)
+    assert "the best-so-far record" in capsys.readouterr().err
+    assert resumed["monitor"]["fingerprint"]["hash"] != fp["hash"]
+    assert resumed["monitor"]["best"]["best_step"] == 8  # the only evaluation made with the new probe

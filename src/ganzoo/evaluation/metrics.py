@@ -63,7 +63,10 @@ def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
 def fid(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
     """Frechet distance between Gaussians fitted to the two feature sets (torchmetrics, float64)."""
     _check_pair(real_feats, fake_feats)
-    metric = FrechetInceptionDistance(feature=_Identity(real_feats.shape[1]))
+    # sync_on_compute=False: the features are already complete here. Under torchrun torchmetrics
+    # would otherwise gather states from every rank at compute(), and the training monitor runs on
+    # rank 0 alone, so the other ranks never join: a deadlock.
+    metric = FrechetInceptionDistance(feature=_Identity(real_feats.shape[1]), sync_on_compute=False)
     metric.update(real_feats.detach().cpu().double(), real=True)
     metric.update(fake_feats.detach().cpu().double(), real=False)
     # Rounding can push a true 0 slightly below; the distance itself is never negative.

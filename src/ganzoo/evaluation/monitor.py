@@ -15,6 +15,11 @@ Alarms (once each per run): coverage below `monitor.coverage_alarm`, entropy bel
 `monitor.entropy_alarm` times its best so far ("collapse"), both meaning the generator drifts onto
 few classes. The classifier is the cached one of the prepared dataset (`ganzoo classifier`),
 trained first when missing; without class labels the monitor is off and says why.
+
+Every monitor carries the fingerprint of its numbers (`fingerprint`, see fingerprint.py: the
+classifier's weights hash, the probe's real reference set and size, the probe seed). It is saved in
+the checkpoints' monitor record and tagged on the MLflow run (`fingerprint_probe`), so an in-loop
+FID is never mistaken for `ganzoo evaluate`'s (a different hash: other sample counts and split).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 from ganzoo.config import Config
 from ganzoo.data.images import grid, to_unit_range
 from ganzoo.data.prepared import Prepared
+from ganzoo.evaluation import fingerprint
 from ganzoo.evaluation.classifier import ClassifierError, SmallCNN, get_classifier, predict
 from ganzoo.evaluation.features import ClassifierFeatures
 from ganzoo.evaluation.metrics import class_histogram, extract, fid, matched_code_accuracy, mode_coverage
@@ -49,6 +55,15 @@ def build_monitor(cfg: Config, prep: Prepared, device) -> tuple[SynthesisMonitor
     else:
         mon = TranslationMonitor(cfg, prep, classifier)
     return mon, f"{mon.description} (classifier held-out accuracy {acc:.3f})"
+
+
+def _probe_fingerprint(classifier: SmallCNN, prep: Prepared, names: list[str], ref_key: str, split: str,
+                       ref_count: int, generated: str, seed: int, estimator: str) -> dict:
+    desc = ClassifierFeatures(classifier).describe()
+    return fingerprint.make(names, extractor=fingerprint.extractor_part(desc),
+                            input=fingerprint.input_part(desc, prep.tensors[ref_key].shape[1:]),
+                            reference=fingerprint.reference_part(prep, ref_key, split, ref_count, seed),
+                            generated=generated, seed=str(seed), estimator=estimator)
 
 
 def _entropy(pred: torch.Tensor, num_classes: int) -> float:
@@ -78,9 +93,16 @@ class SynthesisMonitor:
         idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(self.seed))[:self.n]
         self.real_feats = extract(self.features, x[idx.sort().values], batch_size=500)[0]
         self.best_entropy = 0.0
+        names = ["probe_coverage", "probe_entropy", "probe_fid_classifier", "probe_label_accuracy",
+                 "probe_matched_accuracy"]
+        self.fingerprint = _probe_fingerprint(
+            classifier, prep, names, "x", "train", len(idx), f"{self.n} (fixed probe noise)", self.seed,
+            "fid: Frechet distance, float64; coverage at 2% of samples; entropy over log(classes); "
+            "infogan: Hungarian-matched codes")
         self.description = (f"monitor: {self.n} probe samples every {mc.eval_every} steps, "
                             f"classifier features (fid vs {len(idx)} real images), alarms at coverage < "
-                            f"{mc.coverage_alarm:g} or entropy < {mc.entropy_alarm:g} x best")
+                            f"{mc.coverage_alarm:g} or entropy < {mc.entropy_alarm:g} x best; "
+                            f"fingerprint {self.fingerprint['hash']}")
 
     def state_dict(self) -> dict:
         return {"best_entropy": self.best_entropy}
@@ -121,7 +143,7 @@ class SynthesisMonitor:
             alarm = (f"collapse: class entropy {metrics['probe_entropy']:.2f}, down from its best "
                      f"{self.best_entropy:.2f}")
         self.best_entropy = max(self.best_entropy, metrics["probe_entropy"])
-        return Health(step, metrics, "probe_fid_classifier", False, alarm, _sheet(images))
+        return Health(step, metrics, "probe_fid_classifier", False, alarm, _sheet(images), self.fingerprint)
 
 
 class TranslationMonitor:
@@ -134,7 +156,13 @@ class TranslationMonitor:
         self.labels = labels[:n] if labels is not None else None
         self.classifier = classifier
         self.primary = "probe_l1" if self.b is not None else "probe_class_preservation"
-        self.description = f"monitor: {n} fixed test inputs every {cfg.monitor.eval_every} steps ({self.primary})"
+        # probe_l1 is on pixels; the classifier judges class preservation: both are named here.
+        self.fingerprint = _probe_fingerprint(
+            classifier, prep, ["probe_l1", "probe_class_preservation"], "a_test", "test", n,
+            f"{n} (the first test inputs, translated A->B)", cfg.monitor.seed,
+            "probe_l1: mean |G(a) - b| on [0, 1] pixels; probe_class_preservation: classifier argmax vs a's label")
+        self.description = (f"monitor: {n} fixed test inputs every {cfg.monitor.eval_every} steps ({self.primary}); "
+                            f"fingerprint {self.fingerprint['hash']}")
 
     def state_dict(self) -> dict:
         return {}
@@ -153,4 +181,5 @@ class TranslationMonitor:
         if self.primary not in metrics:  # unpaired and unlabelled: nothing to rank by
             metrics[self.primary] = float("nan")
         return Health(step, metrics, self.primary, self.primary == "probe_class_preservation", None,
-                      _sheet(torch.cat([_rgb(self.a[:8]), _rgb(out[:8])]), nrow=min(8, out.shape[0])))
+                      _sheet(torch.cat([_rgb(self.a[:8]), _rgb(out[:8])]), nrow=min(8, out.shape[0])),
+                      self.fingerprint)

@@ -88,7 +88,8 @@ def translation_metrics(variant, prep: Prepared, classifier: SmallCNN | None = N
             out = _unit(fake_b)
             metrics["l1"] = float((out - target).abs().mean())
             metrics["psnr"] = float(psnr_per_image(out, target).mean())
-            metrics["ssim"] = float(StructuralSimilarityIndexMeasure(data_range=1.0)(out, target))
+            ssim = StructuralSimilarityIndexMeasure(data_range=1.0, sync_on_compute=False)  # never gathers ranks
+            metrics["ssim"] = float(ssim(out, target))
         if _two_way(variant):
             fake_a = _translate(variant, b_test, "BtoA")
             rec_a, rec_b = _translate(variant, fake_b, "BtoA"), _translate(variant, fake_a, "AtoB")

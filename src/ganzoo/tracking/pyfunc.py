@@ -1,7 +1,10 @@
 """The generator as an MLflow pyfunc model (what `ganzoo register` logs and `mlflow models serve`
 serves). The model's only artifact is the ganzoo checkpoint and its code is `model_code.py`
-(an import of GeneratorModel, nothing pickled); loading it needs the installed `ganzoo` package
-and nothing else (no params.yaml, no data, no source tree).
+(an import of GeneratorModel, nothing pickled). The ganzoo package that logged it ships with it
+(MLflow's `code_paths`: `code/ganzoo/` in the model folder, put on `sys.path` at load), so loading
+needs ganzoo's dependencies (the model's pinned `pip_requirements`) but no separately installed
+ganzoo, no params.yaml, data or source tree. Where a ganzoo is already imported (the `ganzoo`
+CLI itself), that one is used.
 
 Request table (a pandas DataFrame; over REST, `{"dataframe_split": {"columns": [...], "data": [...]}}`),
 one row per request, at most MAX_ROWS rows and MAX_IMAGES images in all (a served model must not be
@@ -36,7 +39,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import PIL
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -201,27 +203,52 @@ class GeneratorModel(PythonModel):
             raise bad_request(str(err)) from None
 
 
+# What loading the model imports (the generator's code and ganzoo's own imports on that path),
+# as distribution names; ganzoo itself ships as code (`code_paths`), so it is not among them.
+RUNTIME_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "pandas", "pillow", "mlflow", "pydantic", "pyyaml",
+                         "scipy", "tqdm")
+
+
 def pip_requirements() -> list[str]:
-    """Pinned to what produced the model; `ganzoo` itself must be installed where it is served."""
+    """ganzoo's runtime dependencies, pinned to the versions that produced the model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for dist in RUNTIME_DISTRIBUTIONS:
+        try:
+            found.append(f"{dist}=={version(dist).split('+')[0]}")  # drop local tags such as +cpu / +cu124
+        except PackageNotFoundError:
+            found.append(dist)
+    return found
+
+
+def package_dir() -> str:
+    """The folder of the ganzoo package this process runs: what the model ships as its code."""
     import ganzoo
 
-    def base(version: str) -> str:
-        return version.split("+")[0]  # drop local tags such as +cpu / +cu124
-
-    return [f"torch=={base(torch.__version__)}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
-            f"pillow=={PIL.__version__}", f"mlflow=={mlflow.__version__}", f"ganzoo=={ganzoo.__version__}"]
+    return str(Path(ganzoo.__file__).resolve().parent)
 
 
-def log_generator(variant, checkpoint_path, name: str = "generator"):
-    """Log the checkpoint as a pyfunc model into the active run; returns MLflow's ModelInfo."""
-    return mlflow.pyfunc.log_model(
+def log_generator(variant, checkpoint_path, run_id: str | None = None, name: str = "generator"):
+    """Log the checkpoint as a pyfunc model, an output of run `run_id` (or of the active run);
+    returns MLflow's ModelInfo. Through `Model.log` with the run's id rather than inside
+    `mlflow.start_run(run_id)`: reopening a finished run would set it RUNNING and move its end
+    time to now, stretching the training run's duration by however long registering took."""
+    from mlflow.models import Model
+
+    return Model.log(
+        artifact_path=None,  # deprecated in favour of `name`, but still a required argument
         name=name,
+        flavor=mlflow.pyfunc,
+        run_id=run_id,
         python_model=str(Path(__file__).with_name("model_code.py")),
+        code_paths=[package_dir()],
         artifacts={"checkpoint": str(checkpoint_path)},
         signature=signature(variant),
         input_example=input_example(variant),
         pip_requirements=pip_requirements(),
-        model_config={"device": "cpu"},
+        # No model_config here: MLflow would log it as params of the training run; load_context's
+        # default is the CPU, and loaders pass {"device": ...} at load time.
         metadata={"ganzoo_variant": variant.name, "image_shape": list(variant.data.image_shape),
                   "request_columns": request_columns(variant), "max_images_per_request": MAX_IMAGES,
                   "max_rows_per_request": MAX_ROWS},

@@ -265,10 +265,62 @@ def _version_of(v) -> str | None:
 
 # --------------------------------------------------------------------------- register
 
+HASH_TAG = "ganzoo.checkpoint_sha256"
+DUPLICATE, NOT_REGISTERED = "duplicate", "not-registered"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identical_version(client, name: str, digest: str):
+    """The version of `name` registered from a checkpoint with these exact bytes, or None. Every
+    version is read (a model has tens, not thousands): a tag filter is not searchable in every
+    store MLflow supports."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:  # no such registered model yet
+        return None
+    same = [v for v in versions if v.tags.get(HASH_TAG) == digest]
+    return min(same, key=lambda v: int(v.version)) if same else None
+
+
+def description(decision: Decision, gate: str, margin: float, digest: str, checkpoint: Path, step) -> str:
+    """The version's description in the registry UI: what was decided and why, then its source."""
+    return (f"{decision.outcome}: {decision.reason}.\n\nGate: {gate}, margin {margin:g}. Checkpoint {checkpoint} "
+            f"(step {step}, sha256 {digest[:16]}).")
+
+
+def _outcome(name: str, chall: Standing, gate: str, margin: float, **fields) -> dict:
+    """The result's common keys (what `ganzoo register --json` prints and the flows report)."""
+    base = {"name": name, "version": None, "alias": None, "champion": False, "gate": gate, "margin": margin,
+            "metric": chall.metric, "value": chall.value, "ci_low": chall.low, "ci_high": chall.high,
+            "higher_is_better": chall.higher, "fingerprint": (chall.fingerprint or {}).get("hash"),
+            "previous_champion": None, "previous_value": None, "previous_ci_low": None, "previous_ci_high": None,
+            "run_id": None, "model_uri": None, "duplicate_of": None}
+    base.update(fields)
+    return base
+
+
+def _with_champion(result: dict, champ: Standing | None) -> dict:
+    if champ is not None:
+        result.update({"previous_champion": int(champ.version) if champ.version else None,
+                       "previous_value": champ.value, "previous_ci_low": champ.low, "previous_ci_high": champ.high})
+    return result
+
+
 def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
+    """Register the checkpoint as a new version of its model, unless a version with the same
+    bytes exists (none is added; `outcome` "duplicate"), or `tracking.only_champion` is set and it
+    would not become champion (none is added; `outcome` "not-registered"). -> the decision."""
     import mlflow
 
-    from ganzoo.tracking.pyfunc import log_generator
     from ganzoo.training.checkpoint import load_variant
 
     checkpoint_path = Path(checkpoint_path)
@@ -286,38 +338,66 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
     store.require_reachable(uri)
     mlflow.set_tracking_uri(uri)
     client, experiment_id = store.open_client(uri, cfg.tracking.experiment)
+    gate, margin = cfg.tracking.champion_gate, cfg.tracking.champion_margin
 
-    # The model goes into the run that trained the checkpoint when this store has it.
+    digest = file_sha256(checkpoint_path)
+    same = identical_version(client, name, digest)
+    if same is not None:  # a scheduled flow re-registering an unchanged checkpoint, or a second `register`
+        aliases = sorted(client.get_model_version(name, same.version).aliases or [])  # search omits them
+        held = f" (alias {', '.join(aliases)})" if aliases else ""
+        return _outcome(name, chall, gate, margin, outcome=DUPLICATE, duplicate_of=int(same.version),
+                        alias=aliases[0] if aliases else None, champion=CHAMPION in aliases,
+                        reason=f"identical checkpoint (sha256 {digest[:16]}) already registered as v{same.version}",
+                        model_uri=f"models:/{name}/{same.version}", run_id=same.run_id,
+                        message=f"{name} v{same.version}{held} holds this exact checkpoint; no new version "
+                                f"registered")
+
+    if cfg.tracking.only_champion:  # decided before anything is logged: a loser leaves no trace
+        current = _champion(client, name)
+        champ_now = standing_of_version(current) if current is not None else None
+        early = decide(champ_now, chall, gate, margin)
+        if not early.wins:
+            return _with_champion(_outcome(
+                name, chall, gate, margin, outcome=NOT_REGISTERED, reason=early.reason,
+                message=f"not registered (tracking.only_champion): {early.reason}"), champ_now)
+
+    # The model is an output of the run that trained the checkpoint when this store has it, logged
+    # without reopening that run (its status and end time stay the training's); else of a short
+    # run of its own.
     run_id, _ = store.sidecar_run(client, uri, checkpoint_path)
-    start = {"run_id": run_id} if run_id else {
-        "experiment_id": experiment_id, "run_name": store.run_name(ckpt_cfg),
-        "tags": {**store.run_tags(ckpt_cfg), "ganzoo.stage": "register"}}
-    with mlflow.start_run(**start) as run:
-        info = log_generator(variant, checkpoint_path)
-    tags = {**version_tags(chall), "ganzoo.variant": ckpt_cfg.variant,
+    own_run = run_id is None
+    if own_run:
+        run_id = client.create_run(experiment_id, run_name=store.run_name(ckpt_cfg),
+                                   tags={**store.run_tags(ckpt_cfg), "ganzoo.stage": "register"}).info.run_id
+    mlflow.set_experiment(experiment_id=experiment_id)  # where MLflow files the logged model
+    try:
+        from ganzoo.tracking.pyfunc import log_generator
+
+        info = log_generator(variant, checkpoint_path, run_id=run_id)
+    finally:
+        if own_run:
+            client.set_terminated(run_id, "FINISHED")
+    tags = {**version_tags(chall), "ganzoo.variant": ckpt_cfg.variant, HASH_TAG: digest,
             "ganzoo.dataset": ckpt_cfg.data.source, "ganzoo.checkpoint_step": str(ckpt["step"]),
             **{f"metric.{k}": repr(v) for k, v in store.numeric_metrics(metrics).items()}}
     version = mlflow.register_model(info.model_uri, name, tags=tags)
 
-    gate, margin = cfg.tracking.champion_gate, cfg.tracking.champion_margin
     decision, champ = settle(client, name, str(version.version), chall, gate, margin, lock_path(uri, name))
+    if cfg.tracking.only_champion and not decision.wins:  # another register crowned a better one meanwhile
+        client.delete_model_version(name, version.version)
+        return _with_champion(_outcome(
+            name, chall, gate, margin, outcome=NOT_REGISTERED, reason=decision.reason, run_id=run_id,
+            message=f"not registered (tracking.only_champion): {decision.reason}"), champ)
     alias = CHAMPION if decision.wins else CHALLENGER
     for key, value in (("ganzoo.decision", decision.outcome), ("ganzoo.decision.reason", decision.reason),
                        ("ganzoo.decision.gate", f"{gate}, margin {margin:g}"),
                        ("ganzoo.decision.against", f"v{champ.version}" if champ else "none")):
         client.set_model_version_tag(name, version.version, key, value)
+    client.update_model_version(name, version.version, description=description(
+        decision, gate, margin, digest, checkpoint_path, ckpt["step"]))
     kept = "" if decision.wins or champ is None else f"; champion stays v{champ.version}"
-    return {
-        "name": name, "version": int(version.version), "alias": alias, "champion": decision.wins,
-        "outcome": decision.outcome, "reason": decision.reason, "gate": gate, "margin": margin,
-        "metric": chall.metric, "value": chall.value, "ci_low": chall.low, "ci_high": chall.high,
-        "higher_is_better": chall.higher,
-        "fingerprint": (chall.fingerprint or {}).get("hash"),
-        "previous_champion": int(champ.version) if champ is not None and champ.version else None,
-        "previous_value": champ.value if champ is not None else None,
-        "previous_ci_low": champ.low if champ is not None else None,
-        "previous_ci_high": champ.high if champ is not None else None,
-        "run_id": run.info.run_id, "model_uri": f"models:/{name}@{alias}",
-        "message": f"registered {name} v{version.version} as {alias}: {decision.reason}{kept}. "
-                   f"Load it with models:/{name}@{alias}",
-    }
+    return _with_champion(_outcome(
+        name, chall, gate, margin, version=int(version.version), alias=alias, champion=decision.wins,
+        outcome=decision.outcome, reason=decision.reason, run_id=run_id, model_uri=f"models:/{name}@{alias}",
+        message=f"registered {name} v{version.version} as {alias}: {decision.reason}{kept}. "
+                f"Load it with models:/{name}@{alias}"), champ)

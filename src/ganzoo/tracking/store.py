@@ -1,8 +1,16 @@
 """Where runs go: the tracking URI, the experiment, and the sidecar that ties a checkpoint to its run.
 
-URI: `tracking.uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///mlflow.db` in the working
-directory, whose artifacts go to `mlartifacts/` beside the database (set on the experiment when
-it is created, so runs never scatter artifacts under whatever folder a later process runs in).
+URI: `tracking.uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///mlflow.db` in the project
+folder, whose artifacts go to `mlartifacts/` beside the database (set on the experiment when it
+is created, so runs never scatter artifacts under whatever folder a later process runs in). The
+project folder is the working directory, except under DVC: a relative SQLite path resolves
+against `$DVC_ROOT`, the repository the stage belongs to. DVC sets it for every stage command,
+and for `dvc exp run --queue`/`--temp` it names the original repository, not the temporary
+copy the experiment runs (and DVC deletes) in (dvc/repo/experiments/queue/base.py).
+
+Run names (`run_name`): a name a flow gave (`ganzoo.tracking.context`), else the DVC
+experiment's (`$DVC_EXP_NAME`), else `<variant>-<source>-<size>-<short id>`: unique, and
+saying what ran.
 
 The sidecar `mlflow_run.json` beside a checkpoint (`checkpoints/<variant>/`) records the run that
 trained it and the store it lives in; `evaluate` and `register` read it to log into that run.
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import urllib.error
 import urllib.request
@@ -21,6 +30,7 @@ from ganzoo.config import Config, flatten
 from ganzoo.errors import ConfigError
 from ganzoo.files import atomic_write_text
 from ganzoo.paths import SIDECAR
+from ganzoo.tracking.context import RunContext, current
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 WARN_PREFIX = "[ganzoo] MLflow:"
@@ -39,10 +49,20 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):])
 
 
+def project_root() -> Path:
+    """Where a relative store path lives: DVC's repository root when DVC runs the command (also
+    for queued and temporary experiments, which run in a copy DVC deletes), else the working
+    directory."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root) if root else Path.cwd()
+
+
 def canonical_uri(uri: str) -> str:
-    """Same store, same string: relative SQLite paths made absolute."""
+    """Same store, same string: relative SQLite paths made absolute (against project_root())."""
     db = sqlite_path(uri)
-    return f"sqlite:///{db.resolve()}" if db is not None else uri.rstrip("/")
+    if db is None:
+        return uri.rstrip("/")
+    return f"sqlite:///{(db if db.is_absolute() else project_root() / db).resolve()}"
 
 
 def artifact_location(uri: str) -> str | None:
@@ -101,15 +121,18 @@ def _open_client(uri: str, experiment: str):
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return client, found.experiment_id
-    try:
-        return client, client.create_experiment(experiment, artifact_location=artifact_location(uri))
-    except MlflowException:  # another process created it between our two calls
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            raise
-        return client, found.experiment_id
+    if found is None:
+        try:
+            experiment_id = client.create_experiment(experiment, artifact_location=artifact_location(uri),
+                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            return client, experiment_id
+        except MlflowException:  # another process created it between our two calls
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in found.tags:  # made before ganzoo set it, or by someone else
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return client, found.experiment_id
 
 
 def git_commit() -> str | None:
@@ -122,22 +145,69 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_tags(cfg: Config) -> dict[str, str]:
-    """Tags every ganzoo run carries. DVC sets `DVC_STAGE` (the stage's name) for every stage
-    command it runs, and `DVC_EXP_NAME` under `dvc exp run`; outside DVC there is no such tag."""
-    tags = {"ganzoo.variant": cfg.variant, "ganzoo.dataset": cfg.data.source,
-            "ganzoo.image_size": str(cfg.data.image_size)}
+def context_tags() -> dict[str, str]:
+    """The tags MLflow's own `mlflow.start_run` sets (mlflow.user, mlflow.source.name/type, the
+    git commit of the entry script when it is in a repository...): ganzoo creates its runs with
+    the client, which sets none of them."""
+    try:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        return {k: str(v) for k, v in resolve_tags().items()}
+    except Exception:  # noqa: BLE001 -- a context provider failing must not cost the run its other tags
+        return {}
+
+
+def run_tags(cfg: Config, ctx: RunContext | None = None) -> dict[str, str]:
+    """Tags every ganzoo run carries: MLflow's context tags, the git commit of the working
+    directory (the project, wherever the entry script lives), the run's variant and data, and
+    what DVC and a flow say about it. DVC sets `DVC_STAGE` (the stage's name) for every stage
+    command it runs, `DVC_EXP_NAME` and `DVC_EXP_BASELINE_REV` under `dvc exp run`. ctx: the
+    flow's context (`ganzoo.tracking.context`), read on the caller's thread when omitted."""
+    tags = context_tags()
+    tags.update({"ganzoo.variant": cfg.variant, "ganzoo.dataset": cfg.data.source,
+                 "ganzoo.image_size": str(cfg.data.image_size)})
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    for env, tag in (("DVC_STAGE", "dvc.stage"), ("DVC_EXP_NAME", "dvc.exp_name")):
+    for env, tag in (("DVC_STAGE", "dvc.stage"), ("DVC_EXP_NAME", "dvc.exp_name"),
+                     ("DVC_EXP_BASELINE_REV", "dvc.exp_baseline_rev")):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
+    ctx = ctx or current()
+    tags.update(ctx.tags)
+    if ctx.parent_run_id:
+        tags["mlflow.parentRunId"] = ctx.parent_run_id
     return tags
 
 
-def run_name(cfg: Config) -> str:
-    return f"{cfg.variant}-{cfg.data.source}-{cfg.data.image_size}"
+def run_name(cfg: Config, ctx: RunContext | None = None) -> str:
+    """A flow's name for the run, else the DVC experiment's, else variant, data and a short id."""
+    given = (ctx or current()).name or os.environ.get("DVC_EXP_NAME")
+    if given:
+        return given
+    return f"{cfg.variant}-{cfg.data.source}-{cfg.data.image_size}-{secrets.token_hex(3)}"
+
+
+# The MLflow 3 UI opens an experiment with this tag in its model-training view (the values are
+# the UI's ExperimentKind enum: custom_model_development, genai_development, ...).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def _not_a_param(key: str) -> bool:
+    """Where files go, and how the run is logged, say nothing about the model: paths (folders,
+    the store, a weights file) and tracking/progress settings stay in config.yaml only."""
+    return (key.startswith("tracking.") or key in ("train.progress", "data.download")
+            or key.endswith(("_dir", ".root", ".uri", ".inception_weights")))
+
+
+def run_params(cfg: Config) -> dict[str, str]:
+    """The params worth a column in the MLflow UI: the resolved config flattened, without nulls,
+    paths and logging settings, and with only this variant's `model.<variant>` section. The full
+    resolved config is the run's `config.yaml` artifact (Tracker), so nothing is lost."""
+    own = f"model.{cfg.variant}."
+    return {k: str(v) for k, v in flatten(cfg.model_dump(mode="json")).items()
+            if v is not None and not _not_a_param(k) and (not k.startswith("model.") or k.startswith(own))}
 
 
 # Numbers in metrics.json that describe the evaluation rather than score the model.
@@ -195,6 +265,30 @@ def sidecar_run(client, uri: str, checkpoint: str | Path) -> tuple[str | None, d
     if run.info.lifecycle_stage != "active":
         return None, side
     return run.info.run_id, side
+
+
+UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves a database store by default
+
+
+def run_link(uri: str, experiment_id, run_id: str) -> dict[str, str | None]:
+    """Where to see a run: its web page on an http(s) server; for a database or file store, the
+    page `mlflow ui` serves by default and the command that starts it on this store."""
+    web = uri.startswith(("http://", "https://"))
+    base = uri.rstrip("/") if web else UI_DEFAULT
+    return {"run_id": run_id, "experiment_id": str(experiment_id), "tracking_uri": uri,
+            "url": f"{base}/#/experiments/{experiment_id}/runs/{run_id}",
+            "ui_command": None if web else f"mlflow ui --backend-store-uri {uri}"}
+
+
+def trained_run(checkpoint: str | Path) -> dict[str, str | None] | None:
+    """The MLflow run that wrote `checkpoint` (per the sidecar beside it, when the sidecar describes
+    this very file), as run_link() gives it; None when the training was not tracked."""
+    side = read_sidecar(Path(checkpoint).parent)
+    if side is None or side.get("experiment_id") is None or not side.get("tracking_uri"):
+        return None
+    if checkpoint_stamp(checkpoint) not in (side.get("checkpoint"), side.get("best")):
+        return None  # an older run's sidecar beside a checkpoint an untracked run replaced
+    return run_link(side["tracking_uri"], side["experiment_id"], side["run_id"])
 
 
 def require_reachable(uri: str) -> None:

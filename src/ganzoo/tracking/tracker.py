@@ -1,11 +1,17 @@
 """MLflow tracking of training and evaluation runs.
 
-One run per training: the resolved config as flattened params, tags (variant, dataset, git
-commit, DVC stage), losses and images/s (throttled to `tracking.log_every` steps; the loop hands
-them over as host floats every `train.log_every` steps, so tracking adds no device sync), a sample
-sheet every `tracking.image_every` steps and the final checkpoint as an artifact. A resumed
-training continues its run (found through the sidecar beside the checkpoint); `evaluate` logs
-its metrics and sheets into it too.
+One run per training, named after the flow or DVC experiment that ran it, else variant, data and
+a short id (`store.run_name`): the params that mean something (`store.run_params`: no nulls, paths
+or logging settings, only this variant's model section) and the whole resolved config as the
+`config.yaml` artifact, MLflow's context tags (user, source, git commit) with ganzoo's (variant,
+dataset, DVC stage and experiment, a sweep's parent run), the prepared dataset as the run's input
+(its content hash as digest), system metrics (`tracking.system`), losses and images/s (throttled
+to `tracking.log_every` steps; the loop hands them over as host floats every `train.log_every`
+steps, so tracking adds no device sync), a sample sheet every `tracking.image_every` steps and the
+final checkpoint as an artifact. A resumed training continues its run (found through the sidecar
+beside the checkpoint); `evaluate` logs its metrics and sheets into it too, with client calls that
+leave the finished run's status and end time alone (MLflow only moves `end_time` when a run is
+terminated), so the run's duration stays the training's.
 
 Tracking never breaks or stalls training. An http(s) server that does not answer its health
 check at the start is reported once and tracking stays off. Everything else runs on a background
@@ -27,9 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ganzoo.config import Config, flatten
+import yaml
+
+from ganzoo.config import Config
 from ganzoo.paths import RunPaths
-from ganzoo.tracking import background, sheets, store
+from ganzoo.tracking import background, context, sheets, store
+from ganzoo.tracking.system import SystemMetrics
 from ganzoo.training.hooks import Hooks
 
 _BATCH_PARAMS = 100  # MLflow's per-request limit on params
@@ -61,6 +70,9 @@ class NullTracker:
 class Tracker(NullTracker):
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        # Read here, on the caller's thread: the worker thread that creates the run cannot see it.
+        self.context = context.current()
+        self.system = SystemMetrics()
         self.uri = store.resolve_uri(cfg.tracking.uri)
         self.client = None
         self.experiment_id = None
@@ -114,12 +126,18 @@ class Tracker(NullTracker):
         from mlflow.entities import Param
 
         if self._creating is None:
-            run = self.api.create_run(self.experiment_id, run_name=store.run_name(cfg),
-                                      tags={**store.run_tags(cfg), **(extra_tags or {})})
+            run = self.api.create_run(self.experiment_id, run_name=store.run_name(cfg, self.context),
+                                      tags={**store.run_tags(cfg, self.context), **(extra_tags or {})})
             self._creating = run.info.run_id
-        self._log_params(self._creating, [Param(k, str(v)) for k, v in flatten(cfg.model_dump(mode="json")).items()])
+        self._log_params(self._creating, [Param(k, v) for k, v in store.run_params(cfg).items()])
+        self._log_config(self._creating, cfg)
         run_id, self._creating = self._creating, None
         return run_id
+
+    def _log_config(self, run_id: str, cfg: Config) -> None:
+        """The whole resolved config (paths and nulls included), beside the params' summary of it."""
+        text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        self.api.log_text(run_id, text, "config.yaml")
 
     def _log_params(self, run_id: str, params: list) -> None:
         for i in range(0, len(params), _BATCH_PARAMS):
@@ -132,16 +150,17 @@ class Tracker(NullTracker):
 
         logged = self.api.get_run(run_id).data.params
         new, changed = [], []
-        for k, v in flatten(cfg.model_dump(mode="json")).items():
+        for k, v in store.run_params(cfg).items():
             if k not in logged:
-                new.append(Param(k, str(v)))
-            elif logged[k] != str(v):
-                changed.append(RunTag(f"ganzoo.resumed.{k}", str(v)))
+                new.append(Param(k, v))
+            elif logged[k] != v:
+                changed.append(RunTag(f"ganzoo.resumed.{k}", v))
         changed.append(RunTag("ganzoo.resumed_from_step", str(start_step)))
         self._log_params(run_id, new)
         for i in range(0, len(changed), _BATCH_PARAMS):
             self.api.log_batch(run_id, tags=changed[i:i + _BATCH_PARAMS])
         self.api.update_run(run_id, status="RUNNING")
+        self._log_config(run_id, cfg)  # the config it continues with (config.yaml is replaced)
 
     def _log_metrics(self, values: dict[str, float], step: int, ts: int) -> None:
         from mlflow.entities import Metric
@@ -149,7 +168,32 @@ class Tracker(NullTracker):
         self.api.log_batch(self._run(), metrics=[Metric(k, v, ts, step) for k, v in values.items()])
 
     def _terminate(self, status: str) -> None:
+        self.system.stop()  # its last samples belong to the run, before the run ends
         self.api.set_terminated(self._run(), status)
+
+    def _log_dataset(self, run_id: str, cfg: Config) -> None:
+        """The prepared data as the run's input (MLflow's Datasets tab): its content hash is the
+        digest, so two runs on the same data show the same dataset."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from ganzoo.data.prepared import prepared_path
+
+        folder = prepared_path(cfg.data)
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return  # nothing prepared to describe (the loop would have refused to train)
+        dataset = Dataset(name=folder.name, digest=str(manifest.get("content_hash", ""))[:36], source_type="local",
+                          source=json.dumps({"uri": str(folder.resolve())}),
+                          profile=json.dumps({k: manifest.get(k) for k in ("count", "shape", "kind", "source")}))
+        self.api.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+
+    def _start_system_metrics(self, run_id: str, resumed: bool) -> None:
+        why = self.system.start(run_id, self.uri, resume=resumed)
+        if why:
+            print(f"{store.WARN_PREFIX} {why}", file=sys.stderr)
 
     def _settle(self, side: dict | None) -> None:
         """A previous command could not record its run's end (the store was away): record it now,
@@ -241,6 +285,7 @@ class Tracker(NullTracker):
             self.submit(self._terminate, end, kind=f"run end ({end})", essential=True)
         worker, self.worker = self.worker, None  # closed once; the tracker is inactive from here
         outcome = worker.close(self.cfg.tracking.flush_timeout)
+        self.system.stop(wait_s=0)  # the run's end (and with it the sampler's) was not reached
         if not outcome:
             return
         record: dict[str, Any] = {"what": outcome.summary(), "reason": outcome.reason, "at": _now_ms()}
@@ -270,6 +315,7 @@ class _TrainingHooks(Hooks):
         self.ips = 0.0
         self._sheet_failed = False
         self.probes: list = []  # the monitor's probe sheets, for the evolution GIF
+        self.fingerprinted = False  # the probe fingerprint is tagged once per run
 
     def on_start(self, cfg, variant, start_step):
         self.cfg, self.variant, self.prev_step = cfg, variant, start_step
@@ -292,12 +338,15 @@ class _TrainingHooks(Hooks):
             last = self.paths.last  # the checkpoint the loop resumed from
             side = store.read_sidecar(self.paths.checkpoint_dir)
             run_id, _ = store.sidecar_run(t.api, t.uri, last) if start_step > 0 else (None, None)
+            resumed = run_id is not None
             if run_id is not None:
                 t._resume_run(run_id, cfg, start_step)
             else:
                 t._settle(side)
                 run_id = t._new_run(cfg)
+                t._log_dataset(run_id, cfg)
             t.run_id = run_id
+            t._start_system_metrics(run_id, resumed)
         t.write_sidecar(start_step, stamp)
 
     def on_log(self, step, losses, images_per_s):
@@ -342,6 +391,12 @@ class _TrainingHooks(Hooks):
         every evaluation, so the UI's step slider shows them evolve (a GIF of all at the end)."""
         if not self.t.active:
             return
+        if health.fingerprint and not self.fingerprinted:  # once: the probe's numbers say what made them
+            self.fingerprinted = True
+            fp = dict(health.fingerprint)
+            self.t.submit(lambda: (self.t.api.set_tag(self.t._run(), "fingerprint_probe", fp["hash"]),
+                                   self.t.api.log_dict(self.t._run(), fp, "monitor/probe_fingerprint.json")),
+                          kind="probe fingerprint")
         self.t.submit(self.t._log_metrics, {f"health/{k}": v for k, v in health.metrics.items()}, health.step,
                       _now_ms(), kind="metric points")
         if health.sheet is not None:

@@ -97,6 +97,15 @@ def check_data_fits(variant_cls, prep: Prepared, cfg: Config) -> None:
                           f"prepared images; lower train.batch_size")
 
 
+def check_outputs(cfg: Config) -> None:
+    """The run's output folders are writable (else a one-line error naming the key); stale temp
+    files of a killed writer are removed. Called before anything costly (the monitor's classifier)."""
+    paths = RunPaths.of(cfg)
+    for folder, key in ((paths.checkpoint_dir, "train.out_dir"), (paths.metrics_dir, "train.metrics_dir")):
+        check_writable(folder, key)
+        remove_stale_temps(folder)
+
+
 def write_history(path: Path, history: list[dict]) -> None:
     """Loss history as CSV for `dvc plots` (step + one column per loss), written atomically."""
     if not history:
@@ -140,10 +149,7 @@ class _Run:
         check_data_fits(registry.get_variant(cfg.variant), prep, cfg)
         self.paths = RunPaths.of(cfg)
         if ctx.rank == 0:  # the writer: find an unwritable output now, not after the compute
-            for folder, key in ((self.paths.checkpoint_dir, "train.out_dir"),
-                                (self.paths.metrics_dir, "train.metrics_dir")):
-                check_writable(folder, key)
-                remove_stale_temps(folder)
+            check_outputs(cfg)
         self.plan = plan_start(self.paths.last, cfg, resume, device, ctx.rank)
         saved = self.plan.saved
         self.had_checkpoint = self.paths.last.exists()  # decided before rank 0 may write one
@@ -174,6 +180,7 @@ class _Run:
             self.keeper = BestKeeper.from_state(watch.get("best"))
             if monitor is not None and hasattr(monitor, "load_state_dict"):
                 monitor.load_state_dict(watch.get("monitor", {}))
+            self._check_fingerprint(watch.get("fingerprint"))
             self.acc = {k: v.to(device) for k, v in mine["acc"].items()}
         if ctx.world > 1:
             distributed.broadcast_state(variant.nets)  # ranks were seeded differently
@@ -182,6 +189,18 @@ class _Run:
             for net in variant.nets.values():
                 net.to(memory_format=torch.channels_last)
         self.train_step = make_train_step(variant, device, cfg.train, ctx.world)
+
+    def _check_fingerprint(self, saved: dict | None) -> None:
+        """A best-so-far value is only beaten by a number made alike: when the monitor now measures
+        differently (another probe size, classifier or seed), the record restarts, said once."""
+        mine = getattr(self.monitor, "fingerprint", None)
+        if mine is None or saved is None or saved.get("hash") == mine.get("hash") or self.keeper.best_step is None:
+            return
+        parts = [p for p in mine if p not in ("hash", "metrics") and saved.get(p) != mine.get(p)]
+        if self.ctx.rank == 0:
+            print(f"[ganzoo] the monitor measures differently from the checkpoint's ({', '.join(parts)} changed); "
+                  f"the best-so-far record (step {self.keeper.best_step}) restarts", file=sys.stderr, flush=True)
+        self.keeper = BestKeeper(alarms=self.keeper.alarms)
 
     def nonfinite(self) -> str | None:
         """What turned NaN/inf since the last log (the loss sums) or ever (weights, buffers), or None.
@@ -225,7 +244,8 @@ class _Run:
             extra["ranks"] = states
         if self.monitor is not None:  # the best-so-far record survives a resume
             extra["monitor"] = {"best": self.keeper.state_dict(),
-                                "monitor": getattr(self.monitor, "state_dict", dict)()}
+                                "monitor": getattr(self.monitor, "state_dict", dict)(),
+                                "fingerprint": dict(getattr(self.monitor, "fingerprint", None) or {})}
         target = path or self.paths.last
         if target == self.paths.last and self.plan.replaces is not None and self.plan.replaces.exists():
             kept = keep_aside(self.plan.replaces, self.plan.keep_as)

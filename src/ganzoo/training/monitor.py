@@ -25,6 +25,7 @@ class Health:
     higher_is_better: bool
     alarm: str | None = None
     sheet: Any = None  # numpy uint8 HWC grid of the probe samples, or None
+    fingerprint: dict | None = None  # the monitor's fingerprint: what produced these numbers
 
     @property
     def value(self) -> float:
@@ -35,6 +36,7 @@ class Monitor(Protocol):
     """What the loop calls; `check` runs under `variant.sampling()` (eval mode, global RNG untouched)."""
 
     description: str  # one line for the console: what is measured, in which feature space
+    fingerprint: dict  # what produced the numbers (evaluation.fingerprint.make's parts and hash)
 
     def check(self, variant, step: int) -> Health: ...
 
