@@ -12,9 +12,10 @@ Rows (same nets, same data, same jitter; only the execution differs):
   sampler, which the reference does not have (its DataLoader decodes and jitters JPEGs on the
   CPU): the baseline is faster than the reference, so the ratio understates ganzoo's lead.
 - `ganzoo`: the train.* defaults on that device: bf16 autocast, channels_last and fused Adam on
-  CUDA, plus the whole step as one CUDA graph where the variant allows it (pix2pix; CycleGAN's
-  learning-rate schedule and image pool keep host-side state, so it runs eagerly). On the CPU:
-  fp32, channels_last, foreach Adam.
+  CUDA, plus the whole step as one CUDA graph where the variant allows it (both: CycleGAN's
+  learning-rate schedule and image pools run on the device since issue 19; the eager_fp32 row's
+  reference Adam keeps the float LambdaLR schedule, as the reference code). On the CPU: fp32,
+  channels_last, foreach Adam.
 
 Every row runs the variant's own `train_step` on the papers' jittered batches (load at 286,
 crop 256, flip) from 64 random images per domain, after warm-up steps (cuDNN autotuning, graph
@@ -25,7 +26,9 @@ torch's peak allocated bytes on CUDA and the process's peak RSS (VmHWM, reset pe
 CPU. cuDNN autotuning is on in both modes (ganzoo's loop turns it on). On CUDA the script also runs
 CycleGAN's step under `torch.cuda.set_sync_debug_mode("error")`: the image pool must not make
 the host wait for the GPU. `--budget-s` bounds the whole run (rows past it are skipped, and the
-JSON is rewritten after every row, so a cut-off run keeps what it measured).
+JSON is rewritten after every row, so a cut-off run keeps what it measured). `--alternate N`
+times the two modes of a row in N alternating windows each (both built side by side; the median
+window counts), for a shared machine whose load drifts more between rows than the modes differ.
 """
 
 from __future__ import annotations
@@ -165,6 +168,29 @@ def measure(variant: str, mode: str, batch: int, args, warmup: int) -> dict:
     return row
 
 
+def measure_alternating(variant: str, batch: int, args, warmup: int) -> dict[str, dict]:
+    """Both modes built side by side and timed in alternating windows (A B, then B A, ...), so
+    load that drifts during the run (a shared machine) hits both alike. Per mode: the median
+    window and every window's images/s; no per-mode peak memory (both live in one process)."""
+    setups = {mode: Setup(variant, mode, batch, args) for mode in MODES}
+    steps = {}
+    for mode, s in setups.items():
+        s.run(max(1, warmup))
+        steps[mode] = max(3, min(2000, math.ceil(args.window_s / max(s.run(3) / 3, 1e-6))))
+    seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for r in range(args.alternate):
+        for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+            seconds[mode].append(setups[mode].run(steps[mode]) / steps[mode])
+    rows = {}
+    for mode, ts in seconds.items():
+        t = sorted(ts)[len(ts) // 2]  # the median window
+        rows[mode] = {"status": "ok", "images_per_s": batch / t, "ms_per_step": 1000 * t,
+                      "steps_timed": len(ts) * steps[mode], "peak_mib": None, "cuda_graphs": setups[mode].graphs,
+                      "graphs_blocked_by": None if setups[mode].graphs else setups[mode].graph_blocker,
+                      "images_per_s_windows": [round(batch / x, 3) for x in ts]}
+    return rows
+
+
 def fits(variant: str, mode: str, batch: int, args) -> tuple[bool, float, float]:
     """(whether `batch` trains an eager step without running out of memory, peak MiB, MiB
     allocated before the step: nets, optimizer and data)."""
@@ -206,9 +232,10 @@ def largest_batch(variant: str, mode: str, args, log: list) -> int:
 
 
 def sync_free_cyclegan(args) -> str:
-    """'yes' when 3 CycleGAN steps (ganzoo defaults) run under sync debug mode 'error'."""
+    """'yes' when 3 CycleGAN steps (ganzoo defaults) run under sync debug mode 'error' (graphed:
+    3 replays, after the eager warm-up and the capture, which synchronises by design)."""
     s = Setup("cyclegan", "ganzoo", 1, args)
-    s.run(3)
+    s.run(5)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -236,7 +263,8 @@ def table(rows: list[dict]) -> str:
         ref = base_ips.get((r["variant"], r["batch_label"]))
         ratio = f"{r['images_per_s'] / ref:.2f}" if ref else ""
         graphs = "yes" if r["cuda_graphs"] else f"no ({r['graphs_blocked_by']})"
-        out.append(f"{head} {r['images_per_s']:,.1f} | {r['ms_per_step']:.1f} | {r['peak_mib']:,.0f} | "
+        peak = "" if r["peak_mib"] is None else f"{r['peak_mib']:,.0f}"
+        out.append(f"{head} {r['images_per_s']:,.1f} | {r['ms_per_step']:.1f} | {peak} | "
                    f"{graphs} | {ratio} |")
     return "\n".join(out)
 
@@ -252,6 +280,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per row (default: 10 CUDA, 3 CPU)")
     ap.add_argument("--window-s", type=float, default=None, help="seconds per timed window (default: 2 CUDA, 8 CPU)")
     ap.add_argument("--budget-s", type=float, default=230, help="stop starting rows after this many seconds")
+    ap.add_argument("--batches", default="1,max", help="which rows: 1, max or both (1,max)")
+    ap.add_argument("--alternate", type=int, default=0,
+                    help="time the two modes in this many alternating windows each (0: one mode after the other)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--out", type=Path, default=common.OUT, help="folder for translation_speed.json")
     args = ap.parse_args()
@@ -269,16 +300,24 @@ def main() -> None:
                     "batch_search": []}
     out = Path(args.out) / "translation_speed.json"
     variants = args.variants.split(",")
-    for label in ("1", "max"):  # every batch-1 row first: the issue's target, and the cheapest rows
-        if label == "max" and cuda and "cyclegan" in variants and time.perf_counter() - start < args.budget_s:
+    labels = [b for b in ("1", "max") if b in args.batches.split(",")]
+    for i, label in enumerate(labels):  # every batch-1 row first: the issue's target, and the cheapest rows
+        if i == len(labels) - 1 and cuda and "cyclegan" in variants and time.perf_counter() - start < args.budget_s:
             result["cyclegan_step_free_of_host_syncs"] = sync_free_cyclegan(args)
             print(f"CycleGAN step free of host syncs: {result['cyclegan_step_free_of_host_syncs']}", flush=True)
         for variant in variants:
+            paired: dict[str, dict] = {}
             for mode in MODES:
                 row = {"variant": variant, "size": args.size, "mode": mode, "batch_label": label,
                        "model": NARROW[variant] if args.widths == "narrow" else "paper"}
-                if time.perf_counter() - start > args.budget_s:
+                if time.perf_counter() - start > args.budget_s and mode not in paired:
                     row.update(batch_size=label, status="skipped: --budget-s spent")
+                elif args.alternate:  # both modes at once, at the batch found for eager fp32
+                    if not paired:
+                        alt_batch = 1 if label == "1" else largest_batch(variant, MODES[0], args,
+                                                                         result["batch_search"])
+                        paired = measure_alternating(variant, alt_batch, args, args.warmup)
+                    row.update(batch_size=alt_batch, **paired[mode])
                 elif label == "1":
                     row.update(batch_size=1, **measure(variant, mode, 1, args, args.warmup))
                 else:

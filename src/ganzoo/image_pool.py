@@ -12,6 +12,13 @@ generator on the GPU, seeded from the CPU one), and the in-order rule is resolve
 comparison instead of a Python loop. A training step therefore never waits for the GPU here,
 nor copies index tensors to it. The generator's state is part of `state_dict()`, so a resumed
 run draws the same swaps.
+
+On CUDA the pool can also be replayed from a captured CUDA graph: the fill count lives in a device
+tensor (the host keeps no per-step state a replay would leave stale), and a coin and a slot are
+drawn for every image of every batch, used only once the pool is full (a graph cannot draw a
+number of values that depends on the fill). The generator must then be registered with the graph
+(CycleGAN's `cuda_generators`). On the CPU the count stays a Python int and only the images past
+the fill draw, as before; `device_count=True` selects the CUDA form anywhere (tests).
 """
 
 from __future__ import annotations
@@ -22,13 +29,19 @@ import torch
 
 
 class ImagePool:
-    def __init__(self, size: int = 50, seed: int = 0):
+    def __init__(self, size: int = 50, seed: int = 0, device_count: bool | None = None):
         self.size = size
-        self.count = 0  # images stored so far (<= size)
+        self._filled: int | torch.Tensor = 0  # images stored so far (<= size); a tensor in the device form
+        self.device_count = device_count  # None: the device form on CUDA, the host form elsewhere
         # (size + 1, C, H, W) float32, allocated on first use; row `size` takes the writes a later
         # image of the same batch overrides, so the stores are one index_copy_ without a mask.
         self._store: torch.Tensor | None = None
         self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def count(self) -> int:
+        """Images stored so far (reads the device in the device form)."""
+        return int(self._filled)
 
     @property
     def images(self) -> torch.Tensor | None:
@@ -41,6 +54,39 @@ class ImagePool:
             self.generator = torch.Generator(device=device).manual_seed(seed)
         return self.generator
 
+    def _plan_on_host(self, n: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slot each image is stored in, slot whose image is returned instead), -1 for none."""
+        filled = int(self._filled)
+        fill = min(n, self.size - filled)
+        slot = torch.full((n,), -1, dtype=torch.long, device=dev)
+        take = torch.full((n,), -1, dtype=torch.long, device=dev)
+        slot[:fill] = torch.arange(filled, filled + fill, device=dev)
+        self._filled = filled + fill
+        rest = n - fill
+        if rest:
+            g = self._generator(dev)
+            swap = torch.rand(rest, generator=g, device=dev) > 0.5
+            where = torch.randint(self.size, (rest,), generator=g, device=dev)
+            picked = torch.where(swap, where, -1)
+            slot[fill:] = picked
+            take[fill:] = picked
+        return slot, take
+
+    def _plan_on_device(self, n: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same plan from a device-side count, with a fixed number of draws per call."""
+        if not isinstance(self._filled, torch.Tensor) or self._filled.device != dev:
+            self._filled = torch.tensor(int(self._filled), dtype=torch.long, device=dev)  # once, eagerly
+        g = self._generator(dev)
+        swap = torch.rand(n, generator=g, device=dev) > 0.5
+        where = torch.randint(self.size, (n,), generator=g, device=dev)
+        position = self._filled + torch.arange(n, device=dev)
+        filling = position < self.size
+        picked = torch.where(swap, where, -1)
+        slot = torch.where(filling, position, picked)
+        take = torch.where(filling, -1, picked)
+        self._filled.add_(n).clamp_(max=self.size)  # in place: a captured graph keeps this tensor
+        return slot, take
+
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
         """Detached `images` in, the batch D should see out (same shape, float32)."""
@@ -50,19 +96,8 @@ class ImagePool:
         n, dev = images.shape[0], images.device
         if self._store is None:
             self._store = torch.zeros(self.size + 1, *images.shape[1:], device=dev)
-        fill = min(n, self.size - self.count)
-        slot = torch.full((n,), -1, dtype=torch.long, device=dev)  # pool slot each image is stored in
-        take = torch.full((n,), -1, dtype=torch.long, device=dev)  # slot whose image is returned instead
-        slot[:fill] = torch.arange(self.count, self.count + fill, device=dev)
-        self.count += fill
-        rest = n - fill
-        if rest:
-            g = self._generator(dev)
-            swap = torch.rand(rest, generator=g, device=dev) > 0.5
-            where = torch.randint(self.size, (rest,), generator=g, device=dev)
-            picked = torch.where(swap, where, -1)
-            slot[fill:] = picked
-            take[fill:] = picked
+        on_device = dev.type == "cuda" if self.device_count is None else self.device_count
+        slot, take = self._plan_on_device(n, dev) if on_device else self._plan_on_host(n, dev)
         order = torch.arange(n, device=dev)
         earlier = order[None, :] < order[:, None]  # [i, j]: j comes before i
         # The image i gets back is what its slot holds now: the latest earlier image of this batch
@@ -85,11 +120,12 @@ class ImagePool:
                 "generator_device": self.generator.device.type}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
-        self.size, self.count = int(state["size"]), int(state["count"])
+        self.size, count = int(state["size"]), int(state["count"])
+        self._filled = count  # the device form moves it to the device at its next query
         stored = state["images"]
-        if self.count:
+        if count:
             self._store = torch.zeros(self.size + 1, *stored.shape[1:], device=device)
-            self._store[:self.count] = stored.to(device)
+            self._store[:count] = stored.to(device)
         else:
             self._store = None
         saved = state.get("generator_device", "cpu")  # checkpoints before the device pool: cpu

@@ -39,6 +39,25 @@ def test_crop_windows_do_not_depend_on_the_size_and_hashes_are_stable(tmp_path):
     assert h1 == h2
 
 
+def test_held_out_crops_share_no_pixel_with_any_training_crop():
+    for index, photo in enumerate(photos.sample_photos()):
+        h, w = photo.shape[:2]
+        seen = {split: torch.zeros(h, w, dtype=torch.bool) for split in ("train", "test")}
+        for split, n in (("train", photos.N_TRAIN), ("test", photos.N_TEST)):
+            boxes = photos.photo_boxes(photo, index, split, n)
+            assert len(boxes) == n
+            for left, top, right, bottom in boxes:
+                assert 0 <= left < right <= w and 0 <= top < bottom <= h
+                assert right - left == bottom - top >= photos.CROP_SIDES[0]  # square, at least 128 px
+                seen[split][top:bottom, left:right] = True
+        assert not (seen["train"] & seen["test"]).any()
+        # Both splits reach across the photo (the subjects are in the middle): neither is one side only.
+        for split in ("train", "test"):
+            cols = seen[split].any(0).nonzero().flatten()
+            assert cols.min() < w // 4 + 16 and cols.max() > 3 * w // 4 - 16
+            assert seen[split].float().mean() > 0.4
+
+
 def test_photos_paired_maps_edges_to_the_photo(tmp_path):
     prep = prepare_data(cfg(tmp_path, "photos_paired"))
     t = prep.tensors

@@ -317,12 +317,18 @@ def test_pool_fills_then_swaps_half_and_conserves_images():
     assert 0.4 < swapped / 2000 < 0.6  # swap with probability 1/2
 
 
-def _sequential_pool(pool_images: list, count: int, size: int, batch: torch.Tensor, gen: torch.Generator):
-    """The paper code's rule, one image at a time (the reference the device pool must match)."""
+def _sequential_pool(pool_images: list, count: int, size: int, batch: torch.Tensor, gen: torch.Generator,
+                     draw_all: bool = False):
+    """The paper code's rule, one image at a time (the reference the device pool must match).
+    draw_all: the pool's device form, which draws a coin and a slot for every image and uses
+    those of the images past the fill."""
     out, n = [], batch.shape[0]
     fill = min(n, size - count)
     swap = where = None
-    if n - fill:
+    if draw_all:
+        swap = torch.rand(n, generator=gen, device=gen.device)[fill:] > 0.5
+        where = torch.randint(size, (n,), generator=gen, device=gen.device)[fill:]
+    elif n - fill:
         swap = torch.rand(n - fill, generator=gen, device=gen.device) > 0.5
         where = torch.randint(size, (n - fill,), generator=gen, device=gen.device)
     for i in range(n):
@@ -338,13 +344,17 @@ def _sequential_pool(pool_images: list, count: int, size: int, batch: torch.Tens
     return torch.stack(out), count + fill
 
 
-@pytest.mark.parametrize("size, device", [(1, "cpu"), (3, "cpu"), (7, "cpu"),
-                                          pytest.param(3, "cuda", marks=pytest.mark.gpu)])
-def test_pool_matches_the_one_image_at_a_time_rule(size, device):
+@pytest.mark.parametrize("size, device, device_count", [(1, "cpu", None), (3, "cpu", None), (7, "cpu", None),
+                                                        (1, "cpu", True), (3, "cpu", True), (7, "cpu", True),
+                                                        pytest.param(3, "cuda", None, marks=pytest.mark.gpu)])
+def test_pool_matches_the_one_image_at_a_time_rule(size, device, device_count):
     """Batches larger than the pool make images of one batch swap with each other: the
     vectorised pool must return and keep exactly what the sequential rule does (on CUDA with
-    the generator it hands over to: seeded by one draw of the CPU one)."""
-    pool, gen, data = ImagePool(size=size, seed=4), torch.Generator().manual_seed(4), torch.Generator().manual_seed(0)
+    the generator it hands over to: seeded by one draw of the CPU one). The device form (CUDA's,
+    or device_count=True) counts on the device and draws for every image."""
+    pool = ImagePool(size=size, seed=4, device_count=device_count)
+    gen, data = torch.Generator().manual_seed(4), torch.Generator().manual_seed(0)
+    draw_all = device == "cuda" or bool(device_count)
     if device == "cuda":
         gen = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
     ref: list = []
@@ -352,7 +362,7 @@ def test_pool_matches_the_one_image_at_a_time_rule(size, device):
     for _ in range(30):
         x = torch.randn(int(torch.randint(1, 2 * size + 3, (1,), generator=data)), 1, 2, 2, generator=data)
         x = x.to(device)
-        expected, count = _sequential_pool(ref, count, size, x, gen)
+        expected, count = _sequential_pool(ref, count, size, x, gen, draw_all)
         assert torch.equal(pool.query(x), expected)
         assert pool.count == count and torch.equal(pool.images[:count], torch.stack(ref))
 

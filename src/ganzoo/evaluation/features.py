@@ -11,11 +11,18 @@ layer, dimension, how it resizes). The spaces, by `eval.features`:
 - `inception`: the standard FID Inception-v3 (torch-fidelity's network, pool3, 2048-d), only
   with its weights already on disk: this toolkit never downloads at evaluation time and never
   swaps in another network silently, so a missing file is a `FeatureError` naming the path.
+
+KID's cubic kernel assumes Inception-scale features (see metrics.py), so every extractor has a
+`kid_scale` that KID divides its features by: 1 for Inception (torch-fidelity's numbers), and
+for a SmallCNN space the rms of its features over (up to SCALE_IMAGES of) the images the network
+was trained on, a constant of the network, computed when the space is built and named in the
+metrics' fingerprint (`kid_feature_scale` in metrics.json).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import torch
@@ -30,6 +37,7 @@ from ganzoo.evaluation.classifier import MAX_WORK_SIZE, ClassifierError, SmallCN
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub's naming: the file's sha256 starts with this
 SPACES = ("classifier", "rotation", "inception")
+SCALE_IMAGES = 2000  # training images whose feature rms sets a SmallCNN space's KID scale
 
 
 class FeatureError(ConfigError):
@@ -73,12 +81,13 @@ class _FrozenExtractor(nn.Module):
 class ClassifierFeatures(_FrozenExtractor):
     """Penultimate embedding of a SmallCNN: the dataset's classifier, or its rotation net."""
 
-    def __init__(self, classifier: SmallCNN, space: str = "classifier"):
+    def __init__(self, classifier: SmallCNN, space: str = "classifier", kid_scale: float = 1.0):
         super().__init__()
         self.classifier = classifier
         self.space = space
         self.judges_classes = space == "classifier"  # a rotation head predicts angles, not classes
         self.num_features = int(classifier.num_features)
+        self.kid_scale = kid_scale  # build_features sets the space's own (see the module docstring)
         self.eval()
 
     @torch.no_grad()
@@ -136,6 +145,7 @@ class InceptionFeatures(_FrozenExtractor):
                                f"use torch-fidelity's {INCEPTION_FILE}") from None
         self.weights_path = weights_path
         self.num_features = 2048
+        self.kid_scale = 1.0  # the features KID was defined on: torch-fidelity's numbers
         self.eval()
 
     @torch.no_grad()
@@ -155,6 +165,21 @@ class InceptionFeatures(_FrozenExtractor):
                 "resize": "bilinear (TF1-compatible, as torch-fidelity) to 299x299; grey repeated to RGB"}
 
 
+def feature_rms(extractor: nn.Module, images: torch.Tensor, n: int = SCALE_IMAGES, batch_size: int = 500) -> float:
+    """rms of the extractor's features over n evenly spaced rows of uint8 `images` (deterministic,
+    and a memory-mapped dataset is read at n rows only)."""
+    from ganzoo.evaluation.metrics import extract
+
+    count = int(images.shape[0])
+    idx = torch.linspace(0, count - 1, min(n, count)).round().long().unique()
+    feats, _ = extract(extractor, images[idx], batch_size)
+    rms = float(feats.double().square().mean().sqrt())
+    if not (rms > 0 and math.isfinite(rms)):  # a dead (all-zero) embedding: no scale to learn
+        raise FeatureError(f"the {getattr(extractor, 'space', 'feature')} network's features are all zero or "
+                           f"non-finite on the real images; retrain it with more eval.classifier_steps")
+    return rms
+
+
 def resolve_space(kind: str, prep: Prepared) -> str:
     """eval.features -> the feature space used: auto picks classifier with labels, rotation without."""
     if kind == "auto":
@@ -171,7 +196,7 @@ def resolve_space(kind: str, prep: Prepared) -> str:
 def build_features(kind: str, prep: Prepared, eval_cfg, device: str | torch.device = "cpu"
                    ) -> tuple[nn.Module, str, dict]:
     """-> (extractor, feature space = metric-key suffix, info for metrics.json)."""
-    from ganzoo.evaluation.rotation import get_rotation_net
+    from ganzoo.evaluation.rotation import get_rotation_net, unlabelled_images
 
     space = resolve_space(kind, prep)
     if space == "classifier":
@@ -180,13 +205,18 @@ def build_features(kind: str, prep: Prepared, eval_cfg, device: str | torch.devi
         except ClassifierError as err:
             raise FeatureError(str(err)) from None
         ext = ClassifierFeatures(model)
-        return ext, space, {"classifier_accuracy": acc, "feature_dim": ext.num_features}
-    if space == "rotation":
+        info = {"classifier_accuracy": acc}
+        trained_on = labelled_images(prep)[0]
+    elif space == "rotation":
         model, acc = get_rotation_net(prep, eval_cfg, device)
         ext = ClassifierFeatures(model, space="rotation")
-        return ext, space, {"rotation_accuracy": acc, "feature_dim": ext.num_features}
-    inception = InceptionFeatures(inception_weights_path(eval_cfg)).to(device)
-    return inception, space, {"feature_dim": inception.num_features}
+        info = {"rotation_accuracy": acc}
+        trained_on = unlabelled_images(prep)[0]
+    else:
+        inception = InceptionFeatures(inception_weights_path(eval_cfg)).to(device)
+        return inception, space, {"feature_dim": inception.num_features, "kid_feature_scale": 1.0}
+    ext.kid_scale = feature_rms(ext, trained_on)
+    return ext, space, {**info, "feature_dim": ext.num_features, "kid_feature_scale": ext.kid_scale}
 
 
 def fit_feature_space(prep: Prepared, eval_cfg, device: str | torch.device = "cpu") -> dict:

@@ -131,7 +131,10 @@ def feature_family(extractor, prep: Prepared, ev, names: list[str], ref_key: str
                               f"precision/recall: k={ev.pr_k}")
     if any(n.endswith("_ci_low") for n in names):
         estimator += f"; fid interval: {ev.bootstrap} bootstrap replicates over generated samples, level {ev.ci_level}"
-    return fingerprint.make(names, extractor=fingerprint.extractor_part(desc),
+    part = fingerprint.extractor_part(desc)
+    if any(n.startswith("kid_") for n in names):  # KID's features are divided by the space's scale
+        part += f" kid_scale={getattr(extractor, 'kid_scale', 1.0):.6g}"
+    return fingerprint.make(names, extractor=part,
                             input=fingerprint.input_part(desc, prep.tensors[ref_key].shape[1:]),
                             reference=fingerprint.reference_part(prep, ref_key, split, ref_count, ev.seed),
                             generated=str(generated), seed=str(ev.seed), estimator=estimator)

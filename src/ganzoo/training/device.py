@@ -100,8 +100,8 @@ def cuda_graph_blocker(variant) -> str | None:
     A graph replays the kernels of one captured step with the Python of that step frozen: any
     per-step decision on the host or state re-bound to new tensors each step would be replayed
     stale. A variant can declare `supports_cuda_graphs = True/False`; otherwise a variant with
-    learning-rate schedulers (host-side lr each step) or extra_state (BEGAN's re-bound k_t,
-    CycleGAN's CPU-side image-pool draws) is refused."""
+    learning-rate schedulers (host-side lr each step) or extra_state (BEGAN's re-bound k_t) is
+    refused. CycleGAN declares True: its schedule and image pools run on the device."""
     declared = variant.supports_cuda_graphs
     if declared is not None:
         return None if declared else "it declares supports_cuda_graphs = False"
@@ -172,6 +172,8 @@ class CudaGraphStep:
         if self.graph is None:
             self.static_batch = {k: v.clone() for k, v in batch.items()}
             self.graph = torch.cuda.CUDAGraph()
+            for gen in self.variant.cuda_generators():  # their draws advance per replay, as eagerly
+                self.graph.register_generator_state(gen)
             with torch.cuda.graph(self.graph), self.amp():
                 self.static_out = self.variant.train_step(self.static_batch)
         else:

@@ -167,6 +167,11 @@ class Variant(ABC):
         loss.backward()
         opt.step()
 
+    def cuda_generators(self) -> list[torch.Generator]:
+        """CUDA generators train_step draws from besides the default one (CycleGAN's image pools):
+        a captured CUDA graph must register them to replay their draws like eager steps."""
+        return []
+
     def step_schedulers(self) -> None:
         """Advance every lr scheduler by one training step (variants whose paper decays the rate)."""
         for sched in self.schedulers.values():

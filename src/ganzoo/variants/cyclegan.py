@@ -4,6 +4,11 @@ weighted lambda (10), identity |G(b) - b| + |F(a) - a| weighted 0.5 x lambda, di
 trained on a history pool of 50 fakes. Adam 2e-4 (0.5, 0.999); the learning rate is constant for
 the first `decay_start` fraction of train.steps, then falls linearly to zero. As in the paper's
 code, both generators share one optimizer and both discriminators another.
+
+A step keeps no per-step state on the host, so `train.cuda_graphs` can capture it: on CUDA the
+schedule's step count and learning rates are device tensors (schedules.LinearDecay, read by the
+fused Adam), the pools count on the device, and their generators are registered with the graph
+(`cuda_generators`). On the CPU the schedule is torch's LambdaLR as before.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ganzoo.image_pool import ImagePool
 from ganzoo.losses import d_loss, g_loss
 from ganzoo.nets.translation import PatchDiscriminator, ResnetGenerator
 from ganzoo.variants.base import HParams
+from ganzoo.variants.schedules import LinearDecay, float_lrs, lambda_decay, takes_tensor_lr
 from ganzoo.variants.translation import TwoWayTranslator
 
 
@@ -41,6 +47,7 @@ class CycleGAN(TwoWayTranslator):
     description = "unpaired translation: ResNet generators, PatchGAN, LSGAN + cycle + identity losses, image pool"
     HParams = CycleGANParams
     paper_jitter: ClassVar[bool] = True  # load at 286, random crop 256, flip; A and B independently
+    supports_cuda_graphs: ClassVar[bool | None] = True  # device-side schedule and pools (module docstring)
 
     def build(self) -> None:
         hp = self.hp
@@ -54,11 +61,10 @@ class CycleGAN(TwoWayTranslator):
         self.build_optimizers()
         total = self.train_cfg.steps if self.train_cfg is not None else 1
         start = int(hp.decay_start * total)
-
-        def factor(step: int) -> float:  # paper: 1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1), per step here
-            return 1.0 - max(0, step - start) / float(total - start + 1)
-
-        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, factor) for k, opt in self.optims.items()}
+        if self.device.type == "cuda" and all(takes_tensor_lr(opt) for opt in self.optims.values()):
+            self.schedulers = {k: LinearDecay(opt, start, total, self.device) for k, opt in self.optims.items()}
+        else:  # the CPU, or a foreach Adam (the benchmarks' reference loop): a float lr
+            self.schedulers = {k: lambda_decay(opt, start, total) for k, opt in self.optims.items()}
         # Seeds from the global RNG (seeded by the loop), so the pools follow train.seed.
         seeds = torch.randint(2 ** 62, (2,)).tolist()
         self.pools = {"a": ImagePool(hp.pool_size, seeds[0]), "b": ImagePool(hp.pool_size, seeds[1])}
@@ -91,6 +97,16 @@ class CycleGAN(TwoWayTranslator):
         return {"loss_d_a": loss_d_a.detach(), "loss_d_b": loss_d_b.detach(), "loss_g": loss_g.detach(),
                 "loss_g_gan": t["adv"].detach(), "loss_cycle": t["cycle"].detach(),
                 "loss_identity": t["identity"].detach()}
+
+    def cuda_generators(self) -> list[torch.Generator]:
+        """The pools' generators, once on CUDA (their first query moves them there)."""
+        return [p.generator for p in self.pools.values() if p.generator.device.type == "cuda"]
+
+    def load_state_dict(self, state: dict, with_optim: bool = True) -> None:
+        super().load_state_dict(state, with_optim)
+        for k, sched in self.schedulers.items():
+            if not isinstance(sched, LinearDecay):  # a checkpoint from a CUDA run may hold tensor lrs
+                float_lrs(self.optims[k])
 
     def extra_state(self) -> dict:
         return {f"pool_{k}": pool.state_dict() for k, pool in self.pools.items()}
