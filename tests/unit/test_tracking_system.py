@@ -50,3 +50,18 @@ def test_a_failing_monitor_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(mod, "SystemMetricsMonitor", broken)
     why = SystemMetrics().start("run", "sqlite:////nowhere.db")
     assert why == "no system metrics (RuntimeError: no /proc here)"
+
+
+def test_a_run_shorter_than_one_sampling_interval_still_gets_one_point(tmp_path, monkeypatch):
+    """MLflow's sampler publishes only after a full interval; a short run (or a sampler thread
+    that started late on a busy machine) would end with no system metrics at all."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("sys")).info.run_id
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "3600")  # never within this test
+    metrics = SystemMetrics()
+    assert metrics.start(run_id, uri) is None
+    metrics.stop(wait_s=30)
+    assert "system/cpu_utilization_percentage" in client.get_run(run_id).data.metrics

@@ -67,6 +67,7 @@ class SystemMetrics:
 
         def finish() -> None:
             try:
+                _one_point_at_least(monitor)
                 monitor.finish()
             except Exception:  # noqa: BLE001 -- MLflow logs its own warning; nothing to add
                 pass
@@ -74,3 +75,18 @@ class SystemMetrics:
 
         threading.Thread(target=finish, daemon=True, name="ganzoo-system-metrics-stop").start()
         done.wait(wait_s)
+
+
+def _one_point_at_least(monitor: Any) -> None:
+    """A run shorter than one sampling interval (or whose sampler thread started late on a busy
+    machine) would end with no system metrics at all: stop the sampler, and when it published
+    nothing, take and publish one sample now. Uses MLflow's monitor internals, so each is looked
+    up and anything unexpected leaves MLflow's own finish() to do what it does."""
+    event, thread = getattr(monitor, "_shutdown_event", None), getattr(monitor, "_process", None)
+    if event is None or thread is None or not hasattr(monitor, "_logging_step"):
+        return
+    event.set()
+    thread.join()
+    if monitor._logging_step == 0:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
