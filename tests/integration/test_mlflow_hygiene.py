@@ -116,6 +116,27 @@ def test_registering_the_same_checkpoint_twice_adds_one_version(trained):
     assert version.description.startswith("champion: there was no champion")
 
 
+def test_a_register_racing_one_of_the_same_bytes_removes_its_own_version(trained, monkeypatch):
+    # Both registers of one checkpoint found no version with its bytes before logging (the other
+    # had not registered yet): the later version sees the earlier under the lock and removes itself.
+    from ganzoo.tracking import registry
+
+    monkeypatch.chdir(trained.root)
+    before = len(trained.client.search_model_versions(f"name = '{NAME}'"))
+    real, calls = registry.identical_version, []
+
+    def not_yet_then_real(client, name, digest):
+        calls.append(name)
+        return None if len(calls) == 1 else real(client, name, digest)
+
+    monkeypatch.setattr(registry, "identical_version", not_yet_then_real)
+    raced = register_checkpoint(trained.cfg, trained.result.checkpoint, trained.metrics)
+    assert len(calls) == 2, "the bytes are checked again under the registry lock"
+    assert raced["outcome"] == "duplicate" and raced["duplicate_of"] == 1 and raced["version"] is None
+    assert len(trained.client.search_model_versions(f"name = '{NAME}'")) == before
+    assert str(trained.client.get_model_version_by_alias(NAME, "champion").version) == "1"
+
+
 def test_only_champion_leaves_no_version_when_the_challenger_loses(trained, monkeypatch):
     monkeypatch.chdir(trained.root)
     cfg = load_config(None, [*BASE, "tracking.only_champion=true"])
@@ -130,9 +151,11 @@ def test_only_champion_leaves_no_version_when_the_challenger_loses(trained, monk
     winner = copy_checkpoint(trained.result.checkpoint, trained.root / "winner.pt", "winner")
     won = register_checkpoint(cfg, winner, {**trained.metrics, "fid_classifier": fid / 100,
                                             "fid_classifier_ci_low": fid / 101, "fid_classifier_ci_high": fid / 99})
-    assert won["outcome"] == "champion" and won["version"] == 2
-    assert int(trained.client.get_model_version_by_alias(NAME, "champion").version) == 2
-    assert trained.client.get_model_version(NAME, "2").description.startswith("champion: fid_classifier")
+    assert won["outcome"] == "champion" and won["version"] > 1  # numbers of removed versions are not reused
+    assert int(trained.client.get_model_version_by_alias(NAME, "champion").version) == won["version"]
+    assert len(trained.client.search_model_versions(f"name = '{NAME}'")) == 2
+    assert trained.client.get_model_version(NAME, str(won["version"])).description.startswith(
+        "champion: fid_classifier")
 
 
 LOAD_WITHOUT_GANZOO = textwrap.dedent("""

@@ -27,6 +27,7 @@ this one decide again instead of overwriting it unseen.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import tempfile
@@ -229,19 +230,27 @@ def lock_path(uri: str, name: str) -> Path:
     return folder / f".ganzoo-registry-{key}.lock"
 
 
+@contextlib.contextmanager
+def holding(lock: Path | None, name: str):
+    """The per-model registry lock (nothing where there is no lock file to share)."""
+    if lock is None:
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(lock), timeout=LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise ConfigError(f"another `ganzoo register` of {name} has held {lock} for {LOCK_TIMEOUT_S} s; "
+                          "wait for it, or delete the lock file if no register is running") from None
+
+
 def settle(client, name: str, version: str, chall: Standing, gate: str, margin: float,
            lock: Path | None) -> tuple[Decision, Standing | None]:
     """Decide against the current champion and move the alias, under the lock; -> (decision,
     the champion it was decided against)."""
-    if lock is None:
+    with holding(lock, name):
         return _settle(client, name, version, chall, gate, margin)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with FileLock(str(lock), timeout=LOCK_TIMEOUT_S):
-            return _settle(client, name, version, chall, gate, margin)
-    except Timeout:
-        raise ConfigError(f"another `ganzoo register` of {name} has held {lock} for {LOCK_TIMEOUT_S} s; "
-                          "wait for it, or delete the lock file if no register is running") from None
 
 
 def _settle(client, name, version, chall, gate, margin) -> tuple[Decision, Standing | None]:
@@ -315,6 +324,17 @@ def _with_champion(result: dict, champ: Standing | None) -> dict:
     return result
 
 
+def _duplicate(client, name: str, chall: Standing, gate: str, margin: float, same, digest: str) -> dict:
+    """The outcome for a checkpoint whose exact bytes version `same` already holds."""
+    aliases = sorted(client.get_model_version(name, same.version).aliases or [])  # search omits them
+    held = f" (alias {', '.join(aliases)})" if aliases else ""
+    return _outcome(name, chall, gate, margin, outcome=DUPLICATE, duplicate_of=int(same.version),
+                    alias=aliases[0] if aliases else None, champion=CHAMPION in aliases,
+                    reason=f"identical checkpoint (sha256 {digest[:16]}) already registered as v{same.version}",
+                    model_uri=f"models:/{name}/{same.version}", run_id=same.run_id,
+                    message=f"{name} v{same.version}{held} holds this exact checkpoint; no new version registered")
+
+
 def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
     """Register the checkpoint as a new version of its model, unless a version with the same
     bytes exists (none is added; `outcome` "duplicate"), or `tracking.only_champion` is set and it
@@ -343,14 +363,7 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
     digest = file_sha256(checkpoint_path)
     same = identical_version(client, name, digest)
     if same is not None:  # a scheduled flow re-registering an unchanged checkpoint, or a second `register`
-        aliases = sorted(client.get_model_version(name, same.version).aliases or [])  # search omits them
-        held = f" (alias {', '.join(aliases)})" if aliases else ""
-        return _outcome(name, chall, gate, margin, outcome=DUPLICATE, duplicate_of=int(same.version),
-                        alias=aliases[0] if aliases else None, champion=CHAMPION in aliases,
-                        reason=f"identical checkpoint (sha256 {digest[:16]}) already registered as v{same.version}",
-                        model_uri=f"models:/{name}/{same.version}", run_id=same.run_id,
-                        message=f"{name} v{same.version}{held} holds this exact checkpoint; no new version "
-                                f"registered")
+        return _duplicate(client, name, chall, gate, margin, same, digest)
 
     if cfg.tracking.only_champion:  # decided before anything is logged: a loser leaves no trace
         current = _champion(client, name)
@@ -382,7 +395,14 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
             **{f"metric.{k}": repr(v) for k, v in store.numeric_metrics(metrics).items()}}
     version = mlflow.register_model(info.model_uri, name, tags=tags)
 
-    decision, champ = settle(client, name, str(version.version), chall, gate, margin, lock_path(uri, name))
+    with holding(lock_path(uri, name), name):
+        # Checked again under the lock: a register of the same bytes that ran beside this one (both
+        # found none above) holds the lower version; this one is removed and reports it.
+        same = identical_version(client, name, digest)
+        if same is not None and str(same.version) != str(version.version):
+            client.delete_model_version(name, version.version)
+            return _duplicate(client, name, chall, gate, margin, same, digest)
+        decision, champ = _settle(client, name, str(version.version), chall, gate, margin)
     if cfg.tracking.only_champion and not decision.wins:  # another register crowned a better one meanwhile
         client.delete_model_version(name, version.version)
         return _with_champion(_outcome(
