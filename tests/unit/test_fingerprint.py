@@ -144,3 +144,13 @@ def test_aggregate_command_reads_metrics_files(tmp_path, capsys):
     out = json.loads((tmp_path / "agg.json").read_text())
     assert out["fid_classifier"]["mean"] == 4.0 and out["runs"]["1"]["from"] == str(files[1])
     assert main([str(files[0])]) == 2 and "at least 2" in capsys.readouterr().err
+
+
+def test_auto_takes_the_classifier_only_for_labels_of_ten_classes_or_more():
+    from ganzoo.evaluation.features import AUTO_MIN_CLASSES, resolve_space
+
+    assert AUTO_MIN_CLASSES == 10
+    assert resolve_space("auto", make_prepared(classes=10)) == "classifier"
+    assert resolve_space("auto", make_prepared(classes=2)) == "rotation"  # e.g. photos: which photo, little else
+    assert resolve_space("auto", make_prepared(labels=False)) == "rotation"
+    assert resolve_space("classifier", make_prepared(classes=2)) == "classifier"  # asked for, it is used

@@ -102,4 +102,8 @@ def test_each_family_prepares_trains_and_evaluates_on_photos(variant, source, mo
     assert result.steps == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.history[-1].values())
     metrics = stages.evaluate(c)
     assert metrics["source"] == source
-    assert ("fid_classifier" in metrics) if variant == "dcgan" else ("l1" in metrics or "cycle_error_a" in metrics)
+    if variant == "dcgan":  # two photo identities are too few classes to shape a feature space
+        assert metrics["primary_metric"] == "fid_rotation" and "fid_classifier" not in metrics
+        assert metrics["modes_covered"] in (1, 2)  # the photo classifier still judges the classes
+    else:
+        assert "l1" in metrics or "cycle_error_a" in metrics

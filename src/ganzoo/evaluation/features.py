@@ -6,8 +6,9 @@ layer, dimension, how it resizes). The spaces, by `eval.features`:
 
 - `classifier`: the penultimate embedding of a small CNN trained on the dataset's own labels;
 - `rotation`: the same network trained to predict image rotation, for data without labels;
-- `auto`: classifier when the data has labels, rotation when it has none (never a network
-  trained on other data: the metric key says which space it is, `fid_<space>`);
+- `auto`: classifier when the data has labels of at least AUTO_MIN_CLASSES classes, rotation
+  otherwise (never a network trained on other data: the metric key says which space it is,
+  `fid_<space>`);
 - `inception`: the standard FID Inception-v3 (torch-fidelity's network, pool3, 2048-d), only
   with its weights already on disk: this toolkit never downloads at evaluation time and never
   swaps in another network silently, so a missing file is a `FeatureError` naming the path.
@@ -38,6 +39,11 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub's naming: the file's sha256 starts with this
 SPACES = ("classifier", "rotation", "inception")
 SCALE_IMAGES = 2000  # training images whose feature rms sets a SmallCNN space's KID scale
+# A classifier's embedding is only as rich as its task: trained to tell 2 photos apart it sees which
+# photo, little else (on `photos` a brightness shift moved its KID ~5 noise sd, the rotation net's
+# ~45; benchmarks/RESULTS.md). Below this many classes `auto` takes the rotation space; the
+# classifier still judges the classes (modes covered).
+AUTO_MIN_CLASSES = 10
 
 
 class FeatureError(ConfigError):
@@ -181,13 +187,15 @@ def feature_rms(extractor: nn.Module, images: torch.Tensor, n: int = SCALE_IMAGE
 
 
 def resolve_space(kind: str, prep: Prepared) -> str:
-    """eval.features -> the feature space used: auto picks classifier with labels, rotation without."""
+    """eval.features -> the feature space used: auto picks the classifier when the data has labels
+    of at least AUTO_MIN_CLASSES classes, else rotation."""
     if kind == "auto":
         try:
-            labelled_images(prep)
+            _, labels, _ = labelled_images(prep)
         except ClassifierError:
             return "rotation"
-        return "classifier"
+        classes = prep.num_classes or int(labels.max()) + 1
+        return "classifier" if classes >= AUTO_MIN_CLASSES else "rotation"
     if kind not in SPACES:
         raise FeatureError(f"unknown eval.features {kind!r}; valid: auto, {', '.join(SPACES)}")
     return kind
@@ -231,6 +239,12 @@ def fit_feature_space(prep: Prepared, eval_cfg, device: str | torch.device = "cp
     if space == "rotation":
         _, acc = get_rotation_net(prep, eval_cfg, device)
         out.update(path=str(rotation_path(prep, eval_cfg, unlabelled_images(prep)[1])), heldout_accuracy=acc)
+        try:  # labelled data: the classifier still judges the classes evaluation reports
+            _, judge_acc = get_classifier(prep, eval_cfg, device)
+        except ClassifierError:
+            return out
+        out.update(classifier_path=str(classifier_path(prep, eval_cfg, labelled_images(prep)[2])),
+                   classifier_accuracy=judge_acc)
         return out
     try:
         _, acc = get_classifier(prep, eval_cfg, device)
