@@ -50,7 +50,8 @@ class ImagePool:
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.generator.device.type != device.type:  # hand over to the device, deterministically
-            seed = int(torch.randint(2 ** 62, (1,), generator=self.generator))
+            # device=: a CUDA run's generator, resumed with train.device=cpu where CUDA exists
+            seed = int(torch.randint(2 ** 62, (1,), generator=self.generator, device=self.generator.device))
             self.generator = torch.Generator(device=device).manual_seed(seed)
         return self.generator
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from ganzoo.config import Config, load_config
+from ganzoo.errors import ConfigError
 from ganzoo.training.checkpoint import read_checkpoint
-from ganzoo.training.device import cuda_graph_blocker
+from ganzoo.training.device import check_cuda_graphs, cuda_graph_blocker
 from ganzoo.training.loop import data_spec, train_loop
 from ganzoo.variants import registry
 from ganzoo.variants.schedules import LinearDecay, lambda_decay, linear_decay_factor
@@ -99,11 +100,48 @@ def test_a_checkpoint_with_tensor_lrs_resumes_on_the_cpu():
     for opt_state in state["optims"].values():
         for group in opt_state["param_groups"]:
             group["lr"] = torch.tensor(group["lr"], dtype=torch.float32)
+            group.update(foreach=None, fused=True, capturable=True)  # as a train.cuda_graphs run saves them
     w, _ = _cyclegan()
     w.load_state_dict(state)
     assert all(isinstance(g["lr"], float) for opt in w.optims.values() for g in opt.param_groups)
+    # how Adam computes stays this device's: the CPU's foreach Adam, as a fresh CPU run
+    assert all(g["foreach"] and not g["fused"] and not g["capturable"] for opt in w.optims.values()
+               for g in opt.param_groups)
     losses = w.train_step(batch)
     assert all(torch.isfinite(x) for x in losses.values())
+
+
+def _tensor_lr_form(v, start: int = 2, total: int = 8) -> None:
+    """CycleGAN's CUDA schedule on the CPU: LinearDecay, with the single-tensor Adam (which takes a
+    tensor lr on the CPU, as fused Adam does on CUDA)."""
+    for k, opt in v.optims.items():
+        for group in opt.param_groups:
+            group["foreach"] = False
+        v.schedulers[k] = LinearDecay(opt, start, total, torch.device("cpu"))
+
+
+def test_a_cpu_checkpoint_resumes_with_the_tensor_schedule():
+    """A CPU checkpoint continued on CUDA: its optimizer groups say foreach=True, which must not
+    replace the built Adam's flags (foreach Adam refuses the tensor lr LinearDecay writes)."""
+    v, prep = _cyclegan()
+    batch = {k: prep.tensors[k][:3].float() / 127.5 - 1 for k in ("a", "b")}
+    v.train_step(batch)
+    w, _ = _cyclegan()
+    _tensor_lr_form(w, 5, 10)
+    w.load_state_dict(v.state_dict())
+    assert all(g["foreach"] is False and isinstance(g["lr"], torch.Tensor) for g in w.optims["g"].param_groups)
+    losses = w.train_step(batch)
+    assert all(torch.isfinite(x) for x in losses.values())
+
+
+def test_graphs_refuse_a_torch_scheduler_even_where_declared():
+    """CycleGAN declares itself capturable, but with a float-lr Adam it keeps LambdaLR, whose Python
+    float a replay would freeze: check_cuda_graphs refuses that (no CUDA needed to check)."""
+    v, _ = _cyclegan()
+    with pytest.raises(ConfigError, match="lr schedulers"):
+        check_cuda_graphs(v, torch.device("cuda"), 1)
+    _tensor_lr_form(v)
+    check_cuda_graphs(v, torch.device("cuda"), 1)
 
 
 def _host_state(v) -> list:
@@ -123,10 +161,7 @@ def test_the_device_form_step_changes_tensors_only():
     first step, later steps change tensor contents only, never host values or which tensors are
     used, which is what replaying a captured step relies on. The pools swap and the lr decays."""
     v, prep = _cyclegan(steps=8)
-    for k, opt in v.optims.items():
-        for group in opt.param_groups:
-            group["foreach"] = False  # the CPU's single-tensor Adam takes a tensor lr (fused does on CUDA)
-        v.schedulers[k] = LinearDecay(opt, 2, 8, torch.device("cpu"))
+    _tensor_lr_form(v)
     for pool in v.pools.values():
         pool.device_count = True
     batch = {k: prep.tensors[k][:2].float() / 127.5 - 1 for k in ("a", "b")}  # pools of 3 fill in step 2

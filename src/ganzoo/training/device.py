@@ -120,6 +120,10 @@ def check_cuda_graphs(variant, device: torch.device, world: int) -> None:
         raise ConfigError("train.cuda_graphs is single-process only (collectives are not captured); "
                           "set train.cuda_graphs=false for multi-GPU runs")
     why = cuda_graph_blocker(variant)
+    if why is None and any(isinstance(s, torch.optim.lr_scheduler.LRScheduler) for s in variant.schedulers.values()):
+        # Even where a variant declares itself capturable: a torch scheduler writes a Python float lr,
+        # which a replay would keep at its captured value (CycleGAN without a tensor-lr Adam).
+        why = "its learning rates change on the host every step (lr schedulers)"
     if why is not None:
         raise ConfigError(f"train.cuda_graphs: variant {variant.name!r} cannot be captured as one CUDA graph: "
                           f"{why}; set train.cuda_graphs=false")
@@ -174,7 +178,10 @@ class CudaGraphStep:
             self.graph = torch.cuda.CUDAGraph()
             for gen in self.variant.cuda_generators():  # their draws advance per replay, as eagerly
                 self.graph.register_generator_state(gen)
-            with torch.cuda.graph(self.graph), self.amp():
+            # thread_local: the streaming sampler's reader thread may pin host memory while this
+            # thread captures, which the default global mode turns into a capture error (its
+            # host allocator queries events); this thread is checked as strictly as before.
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"), self.amp():
                 self.static_out = self.variant.train_step(self.static_batch)
         else:
             for k, v in batch.items():

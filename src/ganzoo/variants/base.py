@@ -220,10 +220,24 @@ class Variant(ABC):
             net.load_state_dict(state["nets"][k])
         if with_optim:
             for k, opt in self.optims.items():
-                opt.load_state_dict(state["optims"][k])
+                opt.load_state_dict(_keep_implementation(opt, state["optims"][k]))
             for k, s in self.schedulers.items():
                 s.load_state_dict(state["schedulers"][k])
         self.load_extra_state(state.get("extra", {}))
+
+
+# How Adam computes (foreach / fused / capturable) is this process's choice for its device, not
+# training state: a checkpoint written on another device, or by a train.cuda_graphs run, must not
+# switch it. A CPU checkpoint's foreach=True would make CUDA's Adam refuse CycleGAN's tensor lr.
+_IMPLEMENTATION = ("foreach", "fused", "capturable")
+
+
+def _keep_implementation(opt: torch.optim.Optimizer, saved: dict) -> dict:
+    """`saved` (an optimizer state_dict) with `opt`'s own implementation flags; torch then places
+    the step counters as those flags need (on the device when fused or capturable)."""
+    groups = [{**sg, **{f: g[f] for f in _IMPLEMENTATION if f in g}}
+              for sg, g in zip(saved["param_groups"], opt.param_groups, strict=False)]  # torch checks the count
+    return {**saved, "param_groups": groups}
 
 
 class Alternating(Variant):
