@@ -51,6 +51,9 @@ class Setting:
 
 GRID = [
     Setting("default", "the defaults: the reference code's MNIST run"),
+    # Second: on the CPU (seed 0, 8000 steps at batch 32) it lifted the matched accuracy from 0.855
+    # to 0.972 (benchmarks/RESULTS.md); every seed of it, at this budget, decides the default.
+    Setting("g_steps_2", "two G updates per D update", ("model.infogan.g_steps=2",)),
     Setting("issue", "the issue's try: earlier defaults (DCGAN nets 64, lambda_cont 0.1), batch 64, 20 epochs",
             ("model.infogan.arch=dcgan", "model.infogan.ngf=64", "model.infogan.ndf=64",
              "model.infogan.lambda_cont=0.1"), batch=64, steps=3125, scores=(3125,)),
@@ -61,7 +64,6 @@ GRID = [
     Setting("batch_64", "batch 64 (same steps, then same images)", batch=64, steps=10000, scores=(5000, 10000),
             seeds=(0, 1)),
     Setting("q_no_bn", "no batch norm in Q", ("model.infogan.q_norm=false",), seeds=(0, 1)),
-    Setting("g_steps_2", "two G updates per D update", ("model.infogan.g_steps=2",), seeds=(0, 1)),
     Setting("q_with_g", "Q's head trained with G (not D's trunk + Q with D)", ("model.infogan.q_update=g",),
             seeds=(0, 1)),
     Setting("long", "the defaults, trained on to 10000 steps", steps=10000, scores=(7500, 10000),
