@@ -116,6 +116,13 @@ def test_registering_the_same_checkpoint_twice_adds_one_version(trained):
     assert version.description.startswith("champion: there was no champion")
 
 
+def live_logged_models(trained) -> set[str]:
+    """Ids of the logged models of the run's experiment that are not deleted (MLflow's search
+    leaves deleted ones out)."""
+    experiment = trained.client.get_run(trained.run_id).info.experiment_id
+    return {m.model_id for m in trained.client.search_logged_models([experiment], max_results=1000)}
+
+
 def test_a_register_racing_one_of_the_same_bytes_removes_its_own_version(trained, monkeypatch):
     # Both registers of one checkpoint found no version with its bytes before logging (the other
     # had not registered yet): the later version sees the earlier under the lock and removes itself.
@@ -130,10 +137,12 @@ def test_a_register_racing_one_of_the_same_bytes_removes_its_own_version(trained
         return None if len(calls) == 1 else real(client, name, digest)
 
     monkeypatch.setattr(registry, "identical_version", not_yet_then_real)
+    models_before = live_logged_models(trained)
     raced = register_checkpoint(trained.cfg, trained.result.checkpoint, trained.metrics)
     assert len(calls) == 2, "the bytes are checked again under the registry lock"
     assert raced["outcome"] == "duplicate" and raced["duplicate_of"] == 1 and raced["version"] is None
     assert len(trained.client.search_model_versions(f"name = '{NAME}'")) == before
+    assert live_logged_models(trained) == models_before, "the raced register's logged model is withdrawn too"
     assert str(trained.client.get_model_version_by_alias(NAME, "champion").version) == "1"
 
 

@@ -335,6 +335,15 @@ def _duplicate(client, name: str, chall: Standing, gate: str, margin: float, sam
                     message=f"{name} v{same.version}{held} holds this exact checkpoint; no new version registered")
 
 
+def _withdraw(client, name: str, version, model_id: str | None) -> None:
+    """Remove a version this register added, and the logged model behind it (MLflow marks it
+    deleted, as `mlflow.delete_logged_model` does; `mlflow gc` frees its files), so a register
+    that ends without a version leaves no model in the run either."""
+    client.delete_model_version(name, version)
+    if model_id:
+        client.delete_logged_model(model_id)
+
+
 def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
     """Register the checkpoint as a new version of its model, unless a version with the same
     bytes exists (none is added; `outcome` "duplicate"), or `tracking.only_champion` is set and it
@@ -400,11 +409,11 @@ def register_checkpoint(cfg: Config, checkpoint_path, metrics: dict) -> dict:
         # found none above) holds the lower version; this one is removed and reports it.
         same = identical_version(client, name, digest)
         if same is not None and str(same.version) != str(version.version):
-            client.delete_model_version(name, version.version)
+            _withdraw(client, name, version.version, info.model_id)
             return _duplicate(client, name, chall, gate, margin, same, digest)
         decision, champ = _settle(client, name, str(version.version), chall, gate, margin)
     if cfg.tracking.only_champion and not decision.wins:  # another register crowned a better one meanwhile
-        client.delete_model_version(name, version.version)
+        _withdraw(client, name, version.version, info.model_id)
         return _with_champion(_outcome(
             name, chall, gate, margin, outcome=NOT_REGISTERED, reason=decision.reason, run_id=run_id,
             message=f"not registered (tracking.only_champion): {decision.reason}"), champ)
