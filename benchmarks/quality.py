@@ -25,8 +25,8 @@ Every variant keeps its paper's hyper-parameters (losses, optimisers, n_critic, 
 widths are narrowed (common.BENCH_MODEL) so the whole run fits a small CPU (InfoGAN's default nets
 are the paper's MNIST nets, whose widths are fixed). All variants see the same number of
 generator steps and the same batch size; the WGANs' critics take n_critic batches per step, as
-their papers prescribe. InfoGAN's 0.95 target for the matched accuracy is stated at its own
-budget (benchmarks/studies/infogan_study.py); here it is reported at the shared one.
+their papers prescribe. InfoGAN is held to the issue's 0.95 matched accuracy at this budget (the
+issue asks it of two seeds in three: run `--seeds 0 1 2` and count; each seed below is listed).
 """
 
 from __future__ import annotations
@@ -58,10 +58,13 @@ NO_GRAPHS = {"began", "began_cs"}  # host-side k_t and lr schedule: train.cuda_g
 ALL_DIGITS = {"mode_coverage": 1.0}
 TARGETS: dict[str, dict[str, float]] = {
     "gan": ALL_DIGITS, "dcgan": ALL_DIGITS, "cgan": {**ALL_DIGITS, "label_accuracy": 0.95},
-    "infogan": ALL_DIGITS, "wgan": ALL_DIGITS, "wgan_gp": ALL_DIGITS, "lsgan": ALL_DIGITS, "began": {},
+    "infogan": {**ALL_DIGITS, "infogan_code_accuracy": 0.95},
+    "wgan": ALL_DIGITS, "wgan_gp": ALL_DIGITS, "lsgan": ALL_DIGITS, "began": {},
     "began_cs": {"mode_coverage": 0.9},
 }
-SHEETS = {"cgan": "classes.png"}  # the class-per-row sheet shows the conditioning; others: samples.png
+# The sheets that show what the variant is for: cgan a class per row; infogan a categorical code
+# per row with c1 from -2 to 2 across (the paper's figure 2); others: samples.png.
+SHEETS = {"cgan": "classes.png", "infogan": "traversal_c1.png"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

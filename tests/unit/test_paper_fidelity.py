@@ -120,10 +120,12 @@ def test_began_cs_needs_the_code_as_wide_as_z():
 
 # --------------------------------------------------------------------------- InfoGAN defaults and options
 
-def test_infogan_defaults_are_the_reference_codes_mnist_run():
+def test_infogan_defaults_are_the_reference_codes_mnist_run_but_two_g_updates():
+    # The reference code makes one G update per D update; two is ganzoo's one measured departure
+    # (benchmarks/RESULTS.md: matched accuracy 0.855 -> 0.972 on MNIST, seed 0).
     hp = registry.get_variant("infogan").HParams()
     assert (hp.arch, hp.z_dim, hp.lambda_cat, hp.lambda_cont, hp.lr_d, hp.lr_g, hp.g_steps, hp.q_norm, hp.q_update) == \
-        ("mnist", 62, 1.0, 1.0, 2e-4, 1e-3, 1, True, "d")
+        ("mnist", 62, 1.0, 1.0, 2e-4, 1e-3, 2, True, "d")
 
 
 def test_infogan_g_steps_updates_g_that_many_times_per_d_update():

@@ -82,16 +82,19 @@ def test_resume_refuses_incompatible_and_auto_starts_fresh(in_tmp, capsys):
 
 
 def test_resume_accepts_a_checkpoint_from_before_a_hyper_parameter_was_added(in_tmp):
-    """model.infogan.g_steps and q_norm came later: a checkpoint without them trained their defaults."""
+    """model.infogan.g_steps and q_norm came later: a checkpoint without them trained one G update
+    per D update (HParams.absent_means, whatever today's default) and q_norm's default."""
     prep = make_prepared(n=16, size=16)
-    first = train_loop(tiny_cfg("infogan", steps=2), prep)
+    one = ["model.infogan.g_steps=1"]
+    first = train_loop(tiny_cfg("infogan", steps=2, extra=one), prep)
     ckpt = torch.load(first.checkpoint, weights_only=True)
     for key in ("g_steps", "q_norm"):
         del ckpt["config"]["model"]["infogan"][key]
     torch.save(ckpt, first.checkpoint)
-    assert train_loop(tiny_cfg("infogan", steps=4), prep, resume="yes").resumed_from == 2
+    assert load_variant(first.checkpoint)[0].hp.g_steps == 1
     with pytest.raises(ConfigError, match="model differs"):
         train_loop(tiny_cfg("infogan", steps=4, extra=["model.infogan.g_steps=2"]), prep, resume="yes")
+    assert train_loop(tiny_cfg("infogan", steps=4, extra=one), prep, resume="yes").resumed_from == 2
 
 
 def test_an_infogan_checkpoint_from_before_arch_loads_its_dcgan_nets(in_tmp):

@@ -98,7 +98,7 @@ def load_variant(path_or_ckpt, device="cpu", with_optim: bool = False) -> tuple[
     """Rebuild a trained variant from its checkpoint alone (no params.yaml, no data)."""
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else read_checkpoint(path_or_ckpt)
     where = "checkpoint" if isinstance(path_or_ckpt, dict) else str(path_or_ckpt)
-    cfg = config_from_dict(ckpt["config"], source=f"{where}: config")
+    cfg = config_from_dict(registry.as_trained(ckpt["config"]), source=f"{where}: config")
     try:
         data = DataSpec.model_validate(ckpt["data"])
         variant = registry.build(cfg, data, device)

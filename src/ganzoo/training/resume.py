@@ -31,7 +31,9 @@ RESUMABLE_TRAIN_KEYS = {"steps", "checkpoint_every", "log_every", "progress", "d
 def _as_today(saved: dict) -> dict:
     """A checkpoint's config read through today's schema, so that a hyper-parameter added since it
     was written (with its default) does not read as a change; left as saved if today's schema
-    rejects it (then the comparison names what differs)."""
+    rejects it (then the comparison names what differs). A key whose default changed since reads
+    as the value the checkpoint trained with (registry.as_trained)."""
+    saved = registry.as_trained(saved)
     try:
         return registry.resolve(Config.model_validate(saved)).model_dump(mode="json")
     except (ValueError, ConfigError):  # pydantic's ValidationError is a ValueError

@@ -24,6 +24,10 @@ class HParams(BaseModel):
     infinite or NaN float in any variant's fields (subclasses inherit both)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Hyper-parameters added after checkpoints were written whose default has changed since: the
+    # value a checkpoint without the key trained with (read by registry.as_trained), so that a new
+    # default never rewrites what an old checkpoint trained, nor lets a resume switch it unnoticed.
+    absent_means: ClassVar[dict[str, Any]] = {}
     lr: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
 

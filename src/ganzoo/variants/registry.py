@@ -82,6 +82,19 @@ def resolve(cfg: Config) -> Config:
     return out
 
 
+def as_trained(saved: dict) -> dict:
+    """A checkpoint's config (a plain dict) with each hyper-parameter it predates set to the value
+    it trained with (`HParams.absent_means`); other keys it lacks take today's defaults when resolved."""
+    name = saved.get("variant")
+    section = (saved.get("model") or {}).get(name)
+    if name not in REGISTRY or not isinstance(section, dict):
+        return saved  # validation names what is wrong
+    missing = {k: v for k, v in get_variant(name).HParams.absent_means.items() if k not in section}
+    if not missing:
+        return saved
+    return {**saved, "model": {**saved["model"], name: {**section, **missing}}}
+
+
 def hparams(cfg: Config):
     return _validate_hparams(cfg.variant, cfg.model.get(cfg.variant) or {})
 
