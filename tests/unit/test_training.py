@@ -97,6 +97,12 @@ def test_resume_accepts_a_checkpoint_from_before_a_hyper_parameter_was_added(in_
     assert train_loop(tiny_cfg("infogan", steps=4, extra=one), prep, resume="yes").resumed_from == 2
 
 
+@pytest.mark.parametrize("config", [[1], {"variant": [1], "model": {}}, {"variant": "infogan", "model": [1]},
+                                    {"variant": "nope", "model": {}}, {"variant": "infogan", "model": {"infogan": 3}}])
+def test_a_damaged_checkpoint_config_is_left_for_validation_to_name(config):
+    assert registry.as_trained(config) is config
+
+
 def test_an_infogan_checkpoint_from_before_arch_loads_its_dcgan_nets(in_tmp):
     """model.infogan.arch came later, when the DCGAN nets were the only ones; today's default is
     the paper's MNIST nets, so a checkpoint without arch must still load the nets it holds."""

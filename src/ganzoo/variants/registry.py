@@ -85,10 +85,12 @@ def resolve(cfg: Config) -> Config:
 def as_trained(saved: dict) -> dict:
     """A checkpoint's config (a plain dict) with each hyper-parameter it predates set to the value
     it trained with (`HParams.absent_means`); other keys it lacks take today's defaults when resolved."""
-    name = saved.get("variant")
-    section = (saved.get("model") or {}).get(name)
-    if name not in REGISTRY or not isinstance(section, dict):
-        return saved  # validation names what is wrong
+    model = saved.get("model") if isinstance(saved, dict) else None
+    name = saved.get("variant") if isinstance(model, dict) else None
+    if not isinstance(model, dict) or not isinstance(name, str) or name not in REGISTRY \
+            or not isinstance(model.get(name), dict):
+        return saved  # a damaged config: validation names what is wrong
+    section = model[name]
     missing = {k: v for k, v in get_variant(name).HParams.absent_means.items() if k not in section}
     if not missing:
         return saved
