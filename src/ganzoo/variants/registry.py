@@ -85,13 +85,14 @@ def resolve(cfg: Config) -> Config:
 def as_trained(saved: dict) -> dict:
     """A checkpoint's config (a plain dict) with each hyper-parameter it predates set to the value
     it trained with (`HParams.absent_means`); other keys it lacks take today's defaults when resolved."""
-    model = saved.get("model") if isinstance(saved, dict) else None
-    name = saved.get("variant") if isinstance(model, dict) else None
-    if not isinstance(model, dict) or not isinstance(name, str) or name not in REGISTRY \
-            or not isinstance(model.get(name), dict):
+    try:
+        name = saved["variant"]
+        section, absent = saved["model"][name], get_variant(name).HParams.absent_means
+    except (TypeError, KeyError, IndexError, ConfigError):
         return saved  # a damaged config: validation names what is wrong
-    section = model[name]
-    missing = {k: v for k, v in get_variant(name).HParams.absent_means.items() if k not in section}
+    if not isinstance(section, dict):
+        return saved
+    missing = {k: v for k, v in absent.items() if k not in section}
     if not missing:
         return saved
     return {**saved, "model": {**saved["model"], name: {**section, **missing}}}
